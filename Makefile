@@ -1,0 +1,39 @@
+# cvos: common tasks. `make help` lists them.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+STAMP := .cache/installed.stamp
+
+.PHONY: help install test train bench format lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install -e ".[dev]"
+	@mkdir -p $(dir $@) && touch $@
+
+install: $(STAMP)  ## install torch (pinned) and cvos with dev extras
+
+test: $(STAMP)  ## run the test suite
+	$(PYTHON) -m pytest -q
+
+train: $(STAMP)  ## train the default model on the embedded synthetic dataset
+	$(PYTHON) -m cvos.train
+
+bench: $(STAMP)  ## run every benchmark script and print the figures
+	$(PYTHON) scripts/bench_codec.py
+	$(PYTHON) scripts/bench_data.py
+	$(PYTHON) scripts/bench_model.py
+	$(PYTHON) scripts/bench_evaluate.py
+
+format: $(STAMP)  ## format the code in place
+	$(PYTHON) -m ruff format cvos tests scripts
+	$(PYTHON) -m ruff check --fix cvos tests scripts
+
+lint: $(STAMP)  ## check style without changing files
+	$(PYTHON) -m ruff format --check cvos tests scripts
+	$(PYTHON) -m ruff check cvos tests scripts
+
+clean:  ## remove caches and run outputs
+	rm -rf .cache outputs/* multirun .pytest_cache
