@@ -1,0 +1,395 @@
+"""Read a compressed video once: decoded images, motion vectors and residuals per frame.
+
+The file is demuxed once when opened (no decoding) to index its packets: byte
+offset, size and whether it starts a GOP. Decoding then reads packets straight
+from those offsets into a fresh decoder, so iterating decodes every frame exactly
+once and `gop(k)` starts at GOP k's I-frame without touching the frames before it,
+for raw elementary streams (which have no index) as well as for containers.
+
+Work is split over two threads: a background thread decodes the next frame and
+computes what needs no history (image, motion field, warped previous frame) while
+the caller's thread traces the current one back to the I-frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from cvos.codec.h264 import max_reference_frames
+from cvos.codec.motion import MotionField
+from cvos.codec.readahead import read_ahead
+from cvos.errors import CodecError, CodecIndexError
+
+SUPPORTED_CODECS = ("mpeg4", "h264")
+_REENCODE_HINT = "re-encode it with cvos.codec.encode_video (one reference frame, no B-frames)"
+
+
+class PictureType(str, Enum):
+    I = "I"  # noqa: E741 - the codec's name for intra pictures
+    P = "P"
+
+
+@dataclass(eq=False)
+class CompressedFrame:
+    """One decoded frame with its compressed-domain representations (coviar conventions).
+
+    `residual` and `residual_acc` are computed on first access: many users need only one.
+    """
+
+    index: int  # decode-order frame index in the file (0-based)
+    gop_index: int
+    gop_position: int  # 0 at the I-frame
+    picture_type: PictureType
+    bgr: np.ndarray  # H x W x 3 uint8, FFmpeg's bgr24 conversion, coded (padded) size
+    mv: np.ndarray  # H x W x 2 int32, (dx, dy) = dst - src relative to the previous frame
+    mv_acc: np.ndarray  # H x W x 2 int32, total displacement back to the GOP's I-frame
+    previous_warped: np.ndarray = field(repr=False)  # uint8 prev[y - dy, x - dx]
+    iframe_warped: np.ndarray = field(repr=False)  # uint8 iframe[y - acc_dy, x - acc_dx]
+
+    @classmethod
+    def from_arrays(
+        cls,
+        index: int,
+        gop_index: int,
+        gop_position: int,
+        picture_type: PictureType,
+        bgr: np.ndarray,
+        mv: np.ndarray,
+        mv_acc: np.ndarray,
+        residual: np.ndarray,
+        residual_acc: np.ndarray,
+    ) -> CompressedFrame:
+        """A frame from representations computed earlier (a cache entry, a crop of a frame)."""
+        frame = cls(index, gop_index, gop_position, picture_type, bgr, mv, mv_acc, bgr, bgr)
+        # Fill the cached properties: the reference images are then never read.
+        frame.__dict__.update(residual=residual, residual_acc=residual_acc)
+        return frame
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """H x W x 3 uint8 RGB view of `bgr`."""
+        return self.bgr[..., ::-1]
+
+    @cached_property
+    def residual(self) -> np.ndarray:
+        """H x W x 3 int32 BGR: `cur[y, x] - prev[y - dy, x - dx]`."""
+        return _difference(self.bgr, self.previous_warped)
+
+    @cached_property
+    def residual_acc(self) -> np.ndarray:
+        """H x W x 3 int32 BGR: `cur[y, x] - iframe[y - acc_dy, x - acc_dx]`."""
+        return _difference(self.bgr, self.iframe_warped)
+
+
+def _difference(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """int32 `image - reference` of two uint8 images (widening first is the fastest way)."""
+    difference = image.astype(np.int32)
+    difference -= reference
+    return difference
+
+
+@dataclass(frozen=True)
+class _DecodedFrame:
+    """A frame as the decoding thread hands it over: everything that needs no GOP history."""
+
+    index: int
+    picture_type: PictureType
+    bgr: np.ndarray  # H x W x 3 uint8
+    motion: MotionField
+    previous_warped: np.ndarray  # the previous frame warped by `motion` (itself at I-frames)
+
+
+@dataclass(frozen=True)
+class _PacketIndex:
+    """Where each packet of the video stream lies in the file, in decode order."""
+
+    offsets: np.ndarray  # T int64 byte offsets
+    sizes: np.ndarray  # T int64
+    gop_starts: np.ndarray  # G intp: packet number of each GOP's I-frame
+
+    def gop_of(self, index: int) -> int:
+        return int(np.searchsorted(self.gop_starts, index, side="right")) - 1
+
+    def gop_span(self, gop_index: int) -> tuple[int, int]:
+        """[first, stop) packet numbers of one GOP."""
+        stop = self.gop_starts[gop_index + 1] if gop_index + 1 < self.gop_starts.size else None
+        return int(self.gop_starts[gop_index]), int(self.offsets.size if stop is None else stop)
+
+
+class CompressedVideo:
+    """An MPEG-4 Part 2 or H.264 video (one reference frame, no B-frames), read frame by frame.
+
+    Iterating yields every frame in decode order, each decoded once; `gop(k)` decodes
+    only GOP k. `decoded_frame_count` counts the frames decoded so far.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CodecError(f"{self.path}: no such video file")
+        with _open_container(self.path) as container:
+            stream = _video_stream(container, self.path)
+            self.codec: str = stream.codec_context.name
+            self.height: int = stream.codec_context.height
+            self.width: int = stream.codec_context.width
+            self._extradata: bytes | None = stream.codec_context.extradata
+            self._packets = _index_packets(container, stream, self.path)
+        self._closed = False
+        self._check_references()
+        self.num_frames: int = int(self._packets.offsets.size)
+        self.num_gops: int = int(self._packets.gop_starts.size)
+        self.decoded_frame_count = 0
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __iter__(self) -> Iterator[CompressedFrame]:
+        """Every frame of the video in decode order."""
+        return self._frames(0, self.num_frames)
+
+    def gop(self, gop_index: int) -> list[CompressedFrame]:
+        """The frames of one GOP, decoded from its I-frame only."""
+        self._check_gop(gop_index)
+        return list(self._frames(*self._packets.gop_span(gop_index)))
+
+    def frame(self, gop_index: int, gop_position: int) -> CompressedFrame:
+        """One frame, decoding its GOP from the I-frame up to it (what coviar does per call)."""
+        self._check_gop(gop_index)
+        first, stop = self._packets.gop_span(gop_index)
+        if not 0 <= gop_position < stop - first:
+            raise CodecIndexError(
+                f"{self.path}: frame {gop_position} is out of range for GOP {gop_index}, "
+                f"which has {stop - first} frames"
+            )
+        *_, target = self._frames(first, first + gop_position + 1)
+        return target
+
+    def close(self) -> None:
+        """Refuse further decoding (each decoding run opens and closes the file itself)."""
+        self._closed = True
+
+    def __enter__(self) -> CompressedVideo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_gop(self, gop_index: int) -> None:
+        if not 0 <= gop_index < self.num_gops:
+            raise CodecIndexError(
+                f"{self.path}: GOP {gop_index} is out of range; the video has {self.num_gops} "
+                f"GOPs (0..{self.num_gops - 1})"
+            )
+
+    def _check_references(self) -> None:
+        """Reject H.264 streams that may predict from more than the previous frame."""
+        if self.codec != "h264":
+            return
+        with self.path.open("rb") as file:
+            first_packet = self._read_packet(file, 0)
+        try:
+            references = max_reference_frames(self._extradata or bytes(first_packet))
+        except IndexError as err:
+            raise CodecError(f"{self.path}: corrupt H.264 sequence parameter set") from err
+        if references is not None and references > 1:
+            raise CodecError(
+                f"{self.path}: the H.264 stream may use {references} reference frames, "
+                f"but motion vectors can only be traced back with 1; {_REENCODE_HINT}"
+            )
+
+    def _frames(self, first: int, stop: int) -> Iterator[CompressedFrame]:
+        """Frames of packets [first, stop) (first is an I-frame), decoded one step ahead."""
+        previous: CompressedFrame | None = None
+        for decoded in read_ahead(self._decoded_frames(first, stop)):
+            previous = self._accumulate(decoded, previous)
+            yield previous
+
+    def _decoded_frames(self, first: int, stop: int) -> Iterator[_DecodedFrame]:
+        """The work of the decoding thread: images, motion fields, warped previous frames."""
+        previous_bgr = None
+        for index, frame in zip(range(first, stop), self._decode(first, stop), strict=True):
+            picture_type = self._picture_type(index, frame)
+            bgr = frame.to_ndarray(format="bgr24")  # bit-exact with FFmpeg's swscale
+            if picture_type is PictureType.I:
+                motion, previous_warped = MotionField.still(frame.height, frame.width), bgr
+            else:
+                records = _motion_records(frame)
+                motion = MotionField.from_records(records, frame.height, frame.width)
+                previous_warped = motion.warp(previous_bgr)
+            yield _DecodedFrame(index, picture_type, bgr, motion, previous_warped)
+            previous_bgr = bgr
+
+    def _accumulate(
+        self, decoded: _DecodedFrame, previous: CompressedFrame | None
+    ) -> CompressedFrame:
+        """Trace `decoded` back to its GOP's I-frame through the previous frame."""
+        gop_index = self._packets.gop_of(decoded.index)
+        position = decoded.index - int(self._packets.gop_starts[gop_index])
+        vectors, bgr = decoded.motion.vectors, decoded.bgr
+        if decoded.picture_type is PictureType.I or previous is None:
+            mv_acc, iframe_warped = np.zeros_like(vectors), bgr
+        else:
+            mv_acc = decoded.motion.warp(previous.mv_acc)  # acc_k(p) = d_k(p) + acc_k-1(p - d_k(p))
+            mv_acc += vectors
+            iframe_warped = decoded.motion.warp(previous.iframe_warped)
+        return CompressedFrame(
+            decoded.index, gop_index, position, decoded.picture_type, bgr, vectors, mv_acc,
+            decoded.previous_warped, iframe_warped,
+        )  # fmt: skip
+
+    def _picture_type(self, index: int, decoded: av.VideoFrame) -> PictureType:
+        """Check the decoded picture against the packet index and what we support."""
+        if decoded.is_corrupt:
+            raise CodecError(f"{self.path}: corrupt or truncated bitstream at frame {index}")
+        name = av.video.frame.PictureType(decoded.pict_type).name
+        if name == "B":
+            raise CodecError(f"{self.path}: frame {index} is a B-frame; {_REENCODE_HINT}")
+        if name not in ("I", "P"):
+            raise CodecError(f"{self.path}: frame {index} has unsupported picture type {name}")
+        starts_gop = index in self._packets.gop_starts
+        if (name == "I") != starts_gop:
+            raise CodecError(
+                f"{self.path}: frame {index} is an {name}-frame but its packet is "
+                f"{'' if starts_gop else 'not '}marked as a keyframe; {_REENCODE_HINT}"
+            )
+        return PictureType(name)
+
+    def _decode(self, first: int, stop: int) -> Iterator[av.VideoFrame]:
+        """Decoded frames of packets [first, stop), read from their byte offsets."""
+        if self._closed:
+            raise CodecError(f"{self.path}: the video was closed")
+        decoder = av.CodecContext.create(self.codec, "r")
+        decoder.extradata = self._extradata
+        decoder.options = {"flags2": "+export_mvs", "err_detect": "+explode"}
+        produced = 0
+        with self.path.open("rb") as file:
+            for number in [*range(first, stop), None]:
+                packet = None if number is None else self._read_packet(file, number)
+                try:
+                    frames = decoder.decode(packet)
+                except av.error.FFmpegError as err:
+                    where = "at its end" if number is None else f"at frame {number}"
+                    raise CodecError(
+                        f"{self.path}: corrupt or truncated bitstream {where}: {err}"
+                    ) from err
+                for frame in frames:
+                    produced += 1
+                    self.decoded_frame_count += 1
+                    yield frame
+        if produced != stop - first:
+            raise CodecError(
+                f"{self.path}: truncated or corrupt bitstream: packets {first}..{stop - 1} "
+                f"decoded to {produced} frames"
+            )
+
+    def _read_packet(self, file: BinaryIO, number: int) -> av.Packet:
+        """Read one packet from its byte offset.
+
+        The bytes go into a packet that PyAV allocates (`av.Packet(size)`), because
+        FFmpeg decoders read past the end of the data and need its zeroed padding;
+        `av.Packet(some_bytes)` has none and decodes garbage now and then.
+        """
+        size = int(self._packets.sizes[number])
+        packet = av.Packet(size)
+        file.seek(int(self._packets.offsets[number]))
+        if file.readinto(memoryview(packet)) != size:
+            raise CodecError(f"{self.path}: truncated file, packet {number} is incomplete")
+        return packet
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), "r")
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise CodecError(f"{path}: not a video file FFmpeg can read ({err})") from err
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    if not container.streams.video:
+        kinds = ", ".join(stream.type for stream in container.streams) or "no streams"
+        raise CodecError(f"{path}: has no video stream ({kinds})")
+    stream = container.streams.video[0]
+    name = stream.codec_context.name
+    if name not in SUPPORTED_CODECS:
+        raise CodecError(
+            f"{path}: video codec {name!r} is not supported (only {', '.join(SUPPORTED_CODECS)}); "
+            f"{_REENCODE_HINT}"
+        )
+    if stream.codec_context.width <= 0 or stream.codec_context.height <= 0:
+        raise CodecError(f"{path}: not a decodable video (no frame size in the stream)")
+    if stream.codec_context.has_b_frames:
+        raise CodecError(f"{path}: the stream has B-frames; {_REENCODE_HINT}")
+    return stream
+
+
+def _index_packets(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+) -> _PacketIndex:
+    """Demux every packet once (no decoding) and find where its bytes lie in the file."""
+    offsets, sizes, gop_starts = [], [], []
+    try:
+        with path.open("rb") as file:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream marker
+                    continue
+                if packet.is_keyframe:
+                    gop_starts.append(len(offsets))
+                offsets.append(_payload_offset(file, packet, container.format.name, path))
+                sizes.append(packet.size)
+    except av.error.FFmpegError as err:
+        raise CodecError(f"{path}: corrupt container, cannot read its packets ({err})") from err
+    if not offsets:
+        raise CodecError(f"{path}: the video stream has no frames")
+    if not gop_starts or gop_starts[0] != 0:
+        raise CodecError(f"{path}: the video does not start with an I-frame; {_REENCODE_HINT}")
+    return _PacketIndex(
+        np.asarray(offsets, np.int64), np.asarray(sizes, np.int64), np.asarray(gop_starts, np.intp)
+    )
+
+
+_HEADER_SLACK = 64
+"""Containers report a packet's position at its block or chunk header (Matroska, AVI):
+its bytes start at most this far after it."""
+
+
+def _payload_offset(file: BinaryIO, packet: av.Packet, format_name: str, path: Path) -> int:
+    """Byte offset where the packet's data lies verbatim in the file."""
+    data = bytes(packet)
+    if packet.pos >= 0:
+        file.seek(packet.pos)
+        found = file.read(packet.size + _HEADER_SLACK).find(data)
+        if found >= 0:
+            return packet.pos + found
+    raise CodecError(
+        f"{path}: the {format_name} format does not store packets verbatim at known offsets; "
+        f"{_REENCODE_HINT}"
+    )
+
+
+_RECORD_DTYPE = np.dtype(  # the fields of FFmpeg's records that MotionField reads
+    [(name, "u1") for name in ("w", "h")]
+    + [(name, "<i2") for name in ("src_x", "src_y", "dst_x", "dst_y")]
+)
+
+
+def _motion_records(decoded: av.VideoFrame) -> np.ndarray:
+    """FFmpeg's motion-vector records of a frame (structured array; empty if none exported)."""
+    vectors = decoded.side_data.get("MOTION_VECTORS")
+    if vectors is None:
+        return np.empty(0, _RECORD_DTYPE)
+    return vectors.to_ndarray()

@@ -1,0 +1,212 @@
+"""Training samples as the method needs them: reference, I-frame ("key") and target, one object.
+
+For a target frame t in GOP g the sample holds a reference frame with its mask, g's I-frame
+with its mask, t's accumulated motion vectors and residual back to that I-frame, t's plain
+motion vectors, a Gaussian location prior from the previous frame's mask, and t's mask.
+I-frames are targets too (gop_position 0), so the encoder path trains on its own output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from cvos.data.prepared import PreparedSequence
+from cvos.data.prior import gaussian_prior
+from cvos.data.sources import FrameSource
+from cvos.data.transforms import (
+    Augment,
+    ClipArrays,
+    ClipTensors,
+    dilate_or_erode,
+    sample_affine,
+    transform_clip,
+    transform_reference,
+)
+
+MIN_REFERENCE_BOX_AREA = 40  # px^2: smaller objects give too few features to match against
+
+
+@dataclass
+class TrainBatch:
+    """One training batch (or, without the B dimension, one sample); H x W is the crop size."""
+
+    ref_image: Tensor  # B x 3 x H x W float32 RGB in [0, 1]
+    ref_mask: Tensor  # B x 1 x H x W float32 {0, 1}, one object per sample
+    key_image: Tensor  # B x 3 x H x W, the GOP's I-frame
+    key_mask: Tensor  # B x 1 x H x W
+    target_image: Tensor  # B x 3 x H x W
+    target_mask: Tensor  # B x 1 x H x W
+    mv_acc: Tensor  # B x 2 x H x W float32 pixels (dx, dy) back to the I-frame
+    residual_acc: Tensor  # B x 3 x H x W float32 RGB, residual / 255 in [-1, 1]
+    mv: Tensor  # B x 2 x H x W float32 plain motion vectors, pixels
+    prior: Tensor  # B x 1 x H x W float32 in [0, 1], from the previous frame's mask
+    gop_position: Tensor  # B int64; 0: the target is the I-frame (key == target, no motion)
+
+    @classmethod
+    def collate(cls, samples: list[TrainBatch]) -> TrainBatch:
+        """Stack unbatched samples along a new first dimension (the DataLoader's collate_fn).
+
+        torch's `default_collate` stacks straight into shared memory inside a worker, which
+        saves a copy of every batch on its way to the main process.
+        """
+        return cls(
+            **{f.name: default_collate([getattr(s, f.name) for s in samples]) for f in fields(cls)}
+        )
+
+    def apply(self, function: Callable[[Tensor], Tensor]) -> TrainBatch:
+        """A batch with `function` applied to every tensor."""
+        return TrainBatch(**{f.name: function(getattr(self, f.name)) for f in fields(self)})
+
+    def pin_memory(self) -> TrainBatch:
+        """Called by the DataLoader when `pin_memory=True`."""
+        return self.apply(Tensor.pin_memory)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TrainBatch:
+        return self.apply(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """Augmentation of a training sample; the defaults are the original's (cvos-method.md)."""
+
+    reference: Augment = Augment(
+        flip_p=0.5, max_rotation=30.0, scale_range=(0.75, 1.25), max_translation=0.05
+    )
+    clip: Augment = Augment(max_rotation=10.0, max_translation=0.01)  # key and target jointly
+    max_mask_kernel: int = 10  # the previous mask is eroded or dilated by a square of 1..k px
+    prior_jitter: float = 0.2  # centre moves by up to this many spreads
+    prior_scale: float = 1.4  # spread scaled log-uniformly by 1/s .. s
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (target frame, object) pair of a sequence and the frames its sample reads."""
+
+    sequence: int  # index into the dataset's sequences
+    target: int
+    key: int  # the target's GOP's I-frame
+    previous: int  # the annotated frame before the target (the target itself at the start)
+    object_id: int
+    # annotated frames where the object is large enough to be the reference
+    references: tuple[int, ...] = field(repr=False)
+
+
+def find_candidates(prepared: PreparedSequence, sequence_index: int) -> list[Candidate]:
+    """Every annotated target whose I-frame is annotated too, for each object seen just before it.
+
+    Where not every frame is annotated (YouTube-VOS), "previous" is the last annotated frame
+    and GOPs whose I-frame has no mask give no samples.
+    """
+    meta = prepared.meta
+    annotated = sorted(meta.objects)
+    references: dict[int, list[int]] = {}
+    for frame in annotated:
+        for obj in meta.objects[frame]:
+            if obj.box_area > MIN_REFERENCE_BOX_AREA:
+                references.setdefault(obj.object_id, []).append(frame)
+    candidates = []
+    for position, target in enumerate(annotated):
+        key = meta.key_index(target)
+        if key not in meta.objects:
+            continue
+        previous = annotated[position - 1] if position > 0 else target
+        for obj in meta.objects[previous]:
+            if obj.area > 0 and obj.object_id in references:
+                refs = tuple(references[obj.object_id])
+                candidates.append(
+                    Candidate(sequence_index, target, key, previous, obj.object_id, refs)
+                )
+    return candidates
+
+
+class TrainDataset(Dataset):
+    """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per candidate.
+
+    Randomness comes from torch's generator, which the DataLoader seeds per worker and epoch,
+    so runs are reproducible under `seed_everything` and epochs differ.
+    """
+
+    def __init__(
+        self,
+        sequences: list[PreparedSequence],
+        sources: list[FrameSource],
+        crop_size: tuple[int, int],
+        augment: TrainAugment,
+    ) -> None:
+        self.sequences = sequences
+        self.sources = sources
+        self.crop_size = crop_size
+        self.augment = augment
+        self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __getitem__(self, index: int) -> TrainBatch:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        candidate = self.candidates[index]
+        clip = self._clip(candidate, rng)
+        ref_image, ref_mask = self._reference(candidate, rng)
+        return TrainBatch(
+            ref_image=ref_image,
+            ref_mask=ref_mask,
+            key_image=clip.key_image,
+            key_mask=clip.key_mask,
+            target_image=clip.target_image,
+            target_mask=clip.target_mask,
+            mv_acc=clip.mv_acc,
+            residual_acc=clip.residual_acc,
+            mv=clip.mv,
+            prior=self._prior(clip.prev_mask, rng),
+            gop_position=torch.tensor(candidate.target - candidate.key),
+        )
+
+    def _clip(self, candidate: Candidate, rng: np.random.Generator) -> ClipTensors:
+        """The I-frame, the target and the target's motion, through one random map."""
+        prepared = self.sequences[candidate.sequence]
+        source = self.sources[candidate.sequence]
+        labels = prepared.labels  # T x H x W
+        key, target = source.frame(candidate.key), source.frame(candidate.target)
+        clip = ClipArrays(
+            key_image=key.rgb,
+            target_image=target.rgb,
+            residual_acc=target.residual_acc,
+            mv_acc=target.mv_acc,
+            mv=target.mv,
+            key_mask=_binary(labels[candidate.key], candidate.object_id),
+            target_mask=_binary(labels[candidate.target], candidate.object_id),
+            prev_mask=_binary(labels[candidate.previous], candidate.object_id),
+        )
+        size = (prepared.meta.height, prepared.meta.width)
+        return transform_clip(clip, sample_affine(size, self.crop_size, self.augment.clip, rng))
+
+    def _reference(self, candidate: Candidate, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """A random reference frame of the object and its mask, through its own random map."""
+        prepared = self.sequences[candidate.sequence]
+        reference = int(rng.choice(candidate.references))
+        size = (prepared.meta.height, prepared.meta.width)
+        return transform_reference(
+            self.sources[candidate.sequence].frame(reference).rgb,
+            _binary(prepared.labels[reference], candidate.object_id),
+            sample_affine(size, self.crop_size, self.augment.reference, rng),
+        )
+
+    def _prior(self, prev_mask: Tensor, rng: np.random.Generator) -> Tensor:
+        """1 x h x w prior of the previous mask, after a random erosion or dilation and jitter."""
+        augment = self.augment
+        kernel = int(rng.integers(1, augment.max_mask_kernel + 1)) * int(rng.choice([-1, 1]))
+        mask = dilate_or_erode(prev_mask[0].numpy().astype(np.uint8), kernel)
+        scale_range = (1 / augment.prior_scale, augment.prior_scale)
+        prior = gaussian_prior(mask, jitter=augment.prior_jitter, scale_range=scale_range, rng=rng)
+        return torch.from_numpy(prior)[None]
+
+
+def _binary(labels: np.ndarray, object_id: int) -> np.ndarray:
+    """H x W uint8 {0, 1}: where `labels` holds `object_id`."""
+    return (labels == object_id).view(np.uint8)

@@ -1,0 +1,5 @@
+"""LightningModules: the CVOS network with its losses, optimiser and validation metrics."""
+
+from cvos.lit.module import CVOSLitModule, load_checkpoint
+
+__all__ = ["CVOSLitModule", "load_checkpoint"]

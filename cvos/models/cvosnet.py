@@ -1,0 +1,164 @@
+"""The CVOS network: I-frame encoding, P-frame propagation, reference matching and decoding.
+
+The network is a set of stages that the training module and the streaming inference call
+in their own order:
+    key  = encode(I-frame)                       B x D x H/8 x W/8
+    p    = propagate(key, mv_acc, residual_acc, mv, prior)   P-frame features (+ SAM logits)
+    ref  = reference(encode(reference frame), masks)
+    out  = decode(features, ref, (H, W))         B x O x 2 x H x W logits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cvos.errors import ConfigError, DataError
+from cvos.models.encoder import Encoder
+from cvos.models.matching import Reference, build_reference, match
+from cvos.models.propagation import ResidualSupplement, SpatialAttention
+from cvos.models.warp import downsample_flow, warp
+
+# torchvision's ImageNet statistics (RGB, [0, 1] input), matching its pretrained weights.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Width of the feature context the refinement head sees next to each object's scores.
+REFINE_CONTEXT = 32
+REFINE_WIDTH = 32
+
+
+@dataclass
+class Propagated:
+    """A P-frame's features and, with SAM, its attention logits for the auxiliary loss.
+
+    feats: B x D x h x w; attention_logits: B x 2 x H x W ([background, foreground],
+    upsampled to the image size) or None without SAM.
+    """
+
+    feats: Tensor
+    attention_logits: Tensor | None
+
+
+class RefineHead(nn.Module):
+    """Refines temperature-scaled matching scores with feature context, at 1/8.
+
+    The last conv starts at zero, so an untrained head returns the plain matching logits
+    of the original method and training learns only a correction.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.context = nn.Conv2d(dim, REFINE_CONTEXT, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(2 + REFINE_CONTEXT, REFINE_WIDTH, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(REFINE_WIDTH, 2, 3, padding=1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, feats: Tensor, scores: Tensor, temperature: float) -> Tensor:
+        # feats B x D x h x w, scores B x O x 2 x h x w -> logits B x O x 2 x h x w
+        b, o, _, h, w = scores.shape
+        context = self.context(feats)  # B x R x h x w, shared by all objects
+        context = context[:, None].expand(b, o, -1, h, w)  # B x O x R x h x w
+        x = torch.cat((scores, context), dim=2).flatten(0, 1)  # BO x (2 + R) x h x w
+        correction = self.body(x).view(b, o, 2, h, w)
+        return temperature * scores + correction
+
+
+class CVOSNet(nn.Module):
+    """Encoder + 1x1 projection on I-frames; warp (+ RSM) (+ SAM) on P-frames; matching decoder.
+
+    With `use_rsm` / `use_sam` off, `rsm` / `sam` are None and own no parameters, so the
+    variants warp, rsm, sam and rsm_sam are one class.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        *,
+        embed_dim: int = 256,
+        use_rsm: bool = True,
+        use_sam: bool = True,
+        topk: int = 20,
+        temperature: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if topk < 1 or temperature <= 0:
+            raise ConfigError(f"topk must be >= 1 and temperature > 0, got {topk}, {temperature}")
+        self.encoder = encoder
+        self.stride = encoder.stride
+        self.embed_dim = embed_dim
+        self.topk = topk
+        self.temperature = temperature
+        self.use_rsm = use_rsm
+        self.use_sam = use_sam
+        self.project = nn.Conv2d(encoder.out_channels, embed_dim, 1)
+        self.rsm = ResidualSupplement(embed_dim) if use_rsm else None
+        self.sam = SpatialAttention(embed_dim) if use_sam else None
+        for module in (self.rsm, self.sam):
+            if module is not None and module.stride != self.stride:
+                raise ConfigError(
+                    f"encoder stride {self.stride} differs from the P-frame modules' "
+                    f"stride {module.stride}"
+                )
+        self.refine = RefineHead(embed_dim)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def encode(self, image: Tensor) -> Tensor:
+        """I-frame path: B x 3 x H x W RGB in [0, 1] -> key features B x D x H/8 x W/8."""
+        self._check_size(image)
+        return self.project(self.encoder((image - self.mean) / self.std))
+
+    def propagate(
+        self, key_feats: Tensor, mv_acc: Tensor, residual_acc: Tensor, mv: Tensor, prior: Tensor
+    ) -> Propagated:
+        """P-frame path: warp the I-frame's key features, then supplement and re-weight them.
+
+        key_feats B x D x h x w; mv_acc, mv B x 2 x H x W pixels (target minus source);
+        residual_acc B x 3 x H x W in [-1, 1]; prior B x 1 x H x W in [0, 1].
+        H and W must be divisible by the stride and equal to (h, w) x stride.
+        """
+        self._check_size(mv_acc)
+        feats = warp(key_feats, downsample_flow(mv_acc, self.stride))  # B x D x h x w
+        if self.rsm is not None:
+            feats = self.rsm(feats, residual_acc)
+        if self.sam is None:
+            return Propagated(feats=feats, attention_logits=None)
+        feats, logits = self.sam(feats, mv, prior)  # logits B x 2 x h x w
+        logits = F.interpolate(logits, size=mv.shape[-2:], mode="bilinear", align_corners=False)
+        return Propagated(feats=feats, attention_logits=logits)
+
+    def reference(self, feats: Tensor, masks: Tensor) -> Reference:
+        """Foreground/background banks per object from the reference frame.
+
+        feats B x D x h x w (from `encode`), masks B x O x H x W in {0, 1} at image size.
+        """
+        return build_reference(feats, masks)
+
+    def decode(self, feats: Tensor, ref: Reference, out_size: tuple[int, int]) -> Tensor:
+        """Per-object [background, foreground] logits B x O x 2 x H x W at `out_size`.
+
+        Top-k cosine matching against the reference banks, times the temperature, refined
+        at 1/8 and upsampled bilinearly.
+        """
+        scores = match(feats, ref, self.topk)  # B x O x 2 x h x w in [-1, 1]
+        logits = self.refine(feats, scores, self.temperature)  # B x O x 2 x h x w
+        b, o = logits.shape[:2]
+        logits = F.interpolate(
+            logits.flatten(0, 1), size=out_size, mode="bilinear", align_corners=False
+        )
+        return logits.view(b, o, 2, *out_size)
+
+    def _check_size(self, image: Tensor) -> None:
+        height, width = image.shape[-2:]
+        if height % self.stride or width % self.stride:
+            raise DataError(
+                f"frame size {height}x{width} is not divisible by the encoder stride "
+                f"{self.stride}; pad or resize the frames"
+            )

@@ -1,0 +1,90 @@
+"""Training samples per second from the DataModule: the prepared cache vs decoding on the fly.
+
+    python scripts/bench_data.py [--workers 2] [--batches 40] [--davis PATH | --no-davis]
+
+Both paths run in this process on the same prepared data, at each dataset's default crop
+(conf/data/*.yaml), so the ratio is measured, not assumed. The cached path must keep a GPU
+fed: at least 100 samples/s on two workers. DAVIS 2016 is measured too when it is found
+(--davis, else CVOS_DAVIS2016, else ../shared/data/davis2016); preparing its train split
+once writes about 6 GB under the cache folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from cvos.data import VOSDataModule
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 100.0  # samples/s the cached path must reach
+
+
+def build(dataset: str, overrides: list[str]) -> VOSDataModule:
+    """The DataModule of conf/data/<dataset>.yaml with command-line style overrides."""
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("prepare", overrides=[f"data={dataset}", *overrides])
+    return instantiate(cfg.data, _convert_="all")
+
+
+def samples_per_second(module: VOSDataModule, batches: int) -> float:
+    """Throughput of `batches` training batches after one warm-up batch (worker start-up)."""
+    module.setup("fit")
+    loader = iter(module.train_dataloader())
+    next(loader)
+    start = time.perf_counter()
+    count = sum(next(loader).key_image.shape[0] for _ in range(batches))
+    return count / (time.perf_counter() - start)
+
+
+def bench(dataset: str, overrides: list[str], workers: int, batches: int) -> float:
+    """Print cached vs on-the-fly throughput for one dataset; returns the cached figure."""
+    common = [*overrides, f"data.num_workers={workers}", "data.persistent_workers=false"]
+    cached = build(dataset, [*common, f"data.samples_per_epoch={100_000}"])
+    cached.prepare_data()
+    crop = "x".join(map(str, cached.crop_size))
+    print(f"{dataset}: crop {crop}, batch {cached.batch_size}, {workers} workers")
+    print(f"  cache {cached.prepared_dir}")
+    fast = samples_per_second(cached, batches)
+    decoding = build(
+        dataset, [*common, "data.decode_on_the_fly=true", f"data.samples_per_epoch={100_000}"]
+    )
+    slow = samples_per_second(decoding, max(batches // 4, 2))
+    verdict = "ok" if fast >= TARGET else f"BELOW the {TARGET:.0f} samples/s target"
+    print(f"  cached          {fast:8.1f} samples/s  ({verdict})")
+    print(f"  decode on the fly {slow:6.1f} samples/s")
+    print(f"  cache speed-up  {fast / slow:8.1f}x")
+    return fast
+
+
+def davis_root(argument: str | None) -> Path | None:
+    if argument is not None:
+        return Path(argument)
+    root = Path(os.environ.get("CVOS_DAVIS2016", REPO.parent / "shared" / "data" / "davis2016"))
+    return root if (root / "JPEGImages").is_dir() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed on the cached path")
+    parser.add_argument(
+        "--davis", default=None, help="DAVIS 2016 folder (default: found automatically)"
+    )
+    parser.add_argument("--no-davis", action="store_true", help="skip DAVIS even when it is found")
+    args = parser.parse_args()
+    bench("synthetic", [], args.workers, args.batches)
+    root = None if args.no_davis else davis_root(args.davis)
+    if root is None:
+        print("davis16: skipped (no DAVIS 2016 folder found; pass --davis PATH)")
+    else:
+        bench("davis16", [f"data.root={root}"], args.workers, args.batches)
+
+
+if __name__ == "__main__":
+    main()

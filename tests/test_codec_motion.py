@@ -1,0 +1,177 @@
+"""MotionField against a line-by-line transcription of coviar's C loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from cvos.codec import CompressedVideo, EncodeSettings, encode_video
+from cvos.codec.motion import MotionField
+from cvos.codec.synthetic import moving_square_video
+
+RECORD = np.dtype(
+    [(name, "u1") for name in ("w", "h")]
+    + [(name, "<i2") for name in ("src_x", "src_y", "dst_x", "dst_y")]
+)
+
+
+def coviar_step(
+    records: np.ndarray, height: int, width: int, old_map: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """coviar's create_and_load_mv_residual: plain vectors and the new I-frame source map.
+
+    `old_map` is H x W x 2 (x, y) source coordinates in the I-frame, before this frame.
+    """
+    vectors = np.zeros((height, width, 2), np.int32)
+    new_map = old_map.copy()
+    for record in records:
+        val_x = int(record["dst_x"]) - int(record["src_x"])
+        val_y = int(record["dst_y"]) - int(record["src_y"])
+        if val_x == 0 and val_y == 0:
+            continue
+        w, h = int(record["w"]), int(record["h"])
+        for x_start in range(-(w // 2), w // 2):
+            for y_start in range(-(h // 2), h // 2):
+                p_dst_x, p_dst_y = int(record["dst_x"]) + x_start, int(record["dst_y"]) + y_start
+                p_src_x, p_src_y = int(record["src_x"]) + x_start, int(record["src_y"]) + y_start
+                if (
+                    0 <= p_dst_y < height
+                    and 0 <= p_dst_x < width
+                    and (0 <= p_src_y < height and 0 <= p_src_x < width)
+                ):
+                    vectors[p_dst_y, p_dst_x] = (val_x, val_y)
+                    new_map[p_dst_y, p_dst_x] = old_map[p_src_y, p_src_x]
+    return vectors, new_map
+
+
+def identity_map(height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x, y], axis=-1)
+
+
+def warp_reference(image: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    y, x = np.mgrid[0 : vectors.shape[0], 0 : vectors.shape[1]]
+    return image[y - vectors[..., 1], x - vectors[..., 0]]
+
+
+def macroblock_records(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Records like FFmpeg's: one partition of each (non-intra) 16 x 16 macroblock."""
+    centres = []
+    for mb_y in range(0, height, 16):
+        for mb_x in range(0, width, 16):
+            if rng.random() < 0.2:  # intra: no record
+                continue
+            w, h = [(16, 16), (8, 8), (16, 8), (8, 16)][rng.integers(4)]
+            centres += [
+                (mb_x + x + w // 2, mb_y + y + h // 2, w, h)
+                for y in range(0, 16, h)
+                for x in range(0, 16, w)
+            ]
+    records = np.zeros(len(centres), RECORD)
+    records["dst_x"], records["dst_y"], records["w"], records["h"] = np.array(centres).T
+    return with_motion(rng, records)
+
+
+def with_motion(rng: np.random.Generator, records: np.ndarray) -> np.ndarray:
+    motion = rng.integers(-12, 13, (records.size, 2))
+    motion[rng.random(records.size) < 0.2] = 0  # some blocks do not move
+    records["src_x"] = records["dst_x"] - motion[:, 0]
+    records["src_y"] = records["dst_y"] - motion[:, 1]
+    return records
+
+
+def assert_matches_coviar(records: np.ndarray, height: int, width: int, seed: int) -> MotionField:
+    field = MotionField.from_records(records, height, width)
+    expected, _ = coviar_step(records, height, width, identity_map(height, width))
+    np.testing.assert_array_equal(field.vectors, expected)
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    vectors = rng.integers(-50, 50, (height, width, 2), dtype=np.int32)
+    np.testing.assert_array_equal(field.warp(image), warp_reference(image, expected))
+    np.testing.assert_array_equal(field.warp(vectors), warp_reference(vectors, expected))
+    return field
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_macroblock_partitions_take_the_fast_path_and_match_coviar(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    field = assert_matches_coviar(macroblock_records(rng, 48, 64), 48, 64, seed)
+    assert field.run == 8
+    assert field.patch_dst.size > 0  # blocks whose source leaves the frame were resolved
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unaligned_overlapping_blocks_match_coviar_record_order(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    records = np.zeros(40, RECORD)
+    records["w"], records["h"] = rng.choice([4, 5, 8, 16], 40), rng.choice([3, 8, 16], 40)
+    records["dst_x"], records["dst_y"] = rng.integers(-6, 70, 40), rng.integers(-6, 54, 40)
+    field = assert_matches_coviar(with_motion(rng, records), 48, 64, seed)
+    assert field.run == 1
+
+
+def test_overlapping_aligned_blocks_fall_back_to_the_exact_path() -> None:
+    records = np.zeros(2, RECORD)
+    records["w"] = records["h"] = 16
+    records["dst_x"], records["dst_y"] = (24, 32), (24, 24)  # the second overlaps half the first
+    records["src_x"], records["src_y"] = (20, 29), (22, 24)
+    field = assert_matches_coviar(records, 48, 64, 0)
+    assert field.run == 1
+    assert tuple(field.vectors[20, 20]) == (4, 2)
+    assert tuple(field.vectors[20, 30]) == (3, 0)  # the later record wins
+
+
+def test_odd_frame_size_matches_coviar() -> None:
+    rng = np.random.default_rng(7)
+    records = macroblock_records(rng, 64, 96)
+    assert_matches_coviar(records, 61, 90, 7)  # macroblocks stick out of a 90 x 61 frame
+
+
+def test_no_moving_block_is_the_identity() -> None:
+    records = np.zeros(3, RECORD)
+    records["w"] = records["h"] = 16
+    records["dst_x"] = records["src_x"] = (8, 24, 40)
+    records["dst_y"] = records["src_y"] = 8
+    field = MotionField.from_records(records, 32, 48)
+    image = np.arange(32 * 48 * 3, dtype=np.int32).reshape(32, 48, 3)
+    assert not field.vectors.any()
+    np.testing.assert_array_equal(field.warp(image), image)
+
+
+@pytest.fixture(scope="module", params=[("mpeg4", 96, 128, 16), ("mpeg4", 70, 90, 1)])
+def encoded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    codec, height, width, pad = request.param
+    video = moving_square_video(14, height, width, square_size=min(48, width - 74))
+    path = tmp_path_factory.mktemp("motion") / "square.m4v"
+    encode_video(video.frames, path, EncodeSettings(codec, pad_multiple=pad))
+    return path
+
+
+def ffmpeg_records(path: Path) -> list[np.ndarray]:
+    """Each frame's motion-vector records as FFmpeg exports them (empty at I-frames)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        records = []
+        for frame in container.decode(stream):
+            side_data = frame.side_data.get("MOTION_VECTORS")
+            records.append(np.empty(0, RECORD) if side_data is None else side_data.to_ndarray())
+        return records
+
+
+def test_reader_vectors_follow_coviar_on_a_real_stream(encoded: Path) -> None:
+    """Plain and accumulated vectors equal coviar's loops over FFmpeg's own records."""
+    frames = list(CompressedVideo(encoded))
+    height, width = frames[0].bgr.shape[:2]
+    source_map = identity_map(height, width)
+    for frame, records in zip(frames, ffmpeg_records(encoded), strict=True):
+        if frame.gop_position == 0:
+            source_map = identity_map(height, width)
+            assert records.size == 0
+            continue
+        vectors, source_map = coviar_step(records, height, width, source_map)
+        np.testing.assert_array_equal(frame.mv, vectors)
+        np.testing.assert_array_equal(frame.mv_acc, identity_map(height, width) - source_map)

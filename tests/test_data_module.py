@@ -1,0 +1,239 @@
+"""The DataModule: training batches, motion-consistent augmentation on codec output, eval videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import tiny_videos, write_ytvos
+from test_data_transforms import iou, warp_by_motion
+
+from cvos.codec import PictureType
+from cvos.data import EvalSequence, TrainBatch, VOSDataModule
+from cvos.data.transforms import Augment, ClipArrays, sample_affine, transform_clip, warp
+from cvos.errors import ConfigError, DataError
+
+TINY = {"num_train": 3, "num_val": 2, "min_frames": 14, "max_frames": 14, "height": 56, "width": 88}
+
+
+def synthetic_module(cache_dir: Path, **overrides: object) -> VOSDataModule:
+    options = {
+        "name": "synthetic",
+        "cache_dir": cache_dir,
+        "gop_size": 6,
+        "crop_size": (48, 80),
+        "batch_size": 4,
+        "num_workers": 0,
+        "samples_per_epoch": 8,
+        "prepare_workers": 1,
+        "synthetic": TINY,
+    }
+    return VOSDataModule(**{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def datamodule(tmp_path_factory: pytest.TempPathFactory) -> VOSDataModule:
+    module = synthetic_module(tmp_path_factory.mktemp("cache"))
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+def test_training_batch_has_the_documented_shapes_and_dtypes(datamodule: VOSDataModule) -> None:
+    batches = list(datamodule.train_dataloader())
+    assert len(batches) == 2  # samples_per_epoch / batch_size
+    batch = batches[0]
+    assert isinstance(batch, TrainBatch)
+    shapes = {name: tuple(value.shape) for name, value in vars(batch).items()}
+    channels = {
+        "ref_image": 3,
+        "key_image": 3,
+        "target_image": 3,
+        "residual_acc": 3,
+        "mv_acc": 2,
+        "mv": 2,
+    }
+    for name, shape in shapes.items():
+        if name != "gop_position":
+            assert shape == (4, channels.get(name, 1), 48, 80), name
+    assert shapes["gop_position"] == (4,) and batch.gop_position.dtype == torch.int64
+    assert all(v.dtype == torch.float32 for k, v in vars(batch).items() if k != "gop_position")
+    for name in ("ref_mask", "key_mask", "target_mask"):
+        assert set(torch.unique(getattr(batch, name)).tolist()) <= {0.0, 1.0}
+    assert batch.ref_mask.sum() > 0
+    for name in ("ref_image", "key_image", "target_image", "prior"):
+        assert getattr(batch, name).min() >= 0.0 and getattr(batch, name).max() <= 1.0
+    assert batch.residual_acc.abs().max() <= 1.0
+    assert batch.gop_position.min() >= 0 and batch.gop_position.max() < 6
+
+
+def test_iframes_are_targets_too(datamodule: VOSDataModule) -> None:
+    dataset = datamodule.train_dataset
+    positions = [c.target - c.key for c in dataset.candidates]
+    assert 0 < positions.count(0) < len(positions)
+    sample = dataset[positions.index(0)]
+    assert int(sample.gop_position) == 0
+    assert torch.equal(sample.key_image, sample.target_image)
+    assert torch.equal(sample.key_mask, sample.target_mask)
+    for name in ("mv_acc", "mv", "residual_acc"):
+        assert getattr(sample, name).abs().max() == 0
+
+
+def test_samples_are_reproducible_from_torch_seed(datamodule: VOSDataModule) -> None:
+    dataset = datamodule.train_dataset
+    torch.manual_seed(1)
+    a = dataset[5]
+    torch.manual_seed(1)
+    b = dataset[5]
+    c = dataset[5]
+    assert torch.equal(a.ref_image, b.ref_image) and torch.equal(a.prior, b.prior)
+    assert not torch.equal(b.prior, c.prior)
+
+
+def test_codec_vectors_stay_consistent_under_augmentation(datamodule: VOSDataModule) -> None:
+    """Warping the transformed I-frame mask with the transformed codec vectors fits the
+    transformed target as well as before the transform (flip + resize + crop + translation)."""
+    augment = Augment(flip_p=1.0, scale_range=(0.8, 1.1), max_translation=0.05)
+    before, after, stale = [], [], []
+    rng = np.random.default_rng(0)
+    for prepared in datamodule.open_split("train"):
+        labels, mv_acc = prepared.labels, prepared.array("mv_acc")
+        size = (prepared.meta.height, prepared.meta.width)
+        for t in range(prepared.meta.num_frames):
+            key = prepared.meta.key_index(t)
+            if key == t:
+                continue
+            for obj in prepared.meta.objects[t]:
+                key_mask = (labels[key] == obj.object_id).view(np.uint8)
+                target_mask = (labels[t] == obj.object_id).view(np.uint8)
+                before.append(iou(warp_by_motion(key_mask, np.asarray(mv_acc[t])), target_mask))
+                affine = sample_affine(size, (64, 96), augment, rng)
+                zeros = np.zeros((*size, 3), np.uint8)
+                clip = ClipArrays(
+                    zeros, zeros, zeros, mv_acc[t], mv_acc[t], key_mask, target_mask, key_mask
+                )
+                out = transform_clip(clip, affine)
+                moved_key, moved_target = out.key_mask[0].numpy(), out.target_mask[0].numpy()
+                after.append(
+                    iou(
+                        warp_by_motion(moved_key, out.mv_acc.permute(1, 2, 0).numpy()), moved_target
+                    )
+                )
+                unmapped = warp([mv_acc[t]], affine, "nearest").permute(1, 2, 0).numpy()
+                stale.append(iou(warp_by_motion(moved_key, unmapped), moved_target))
+    assert len(before) > 20
+    assert np.mean(after) >= np.mean(before) - 0.03
+    assert np.mean(stale) < np.mean(after) - 0.05  # control: vectors left as they were do not fit
+
+
+def test_worker_processes_deliver_batches(datamodule: VOSDataModule) -> None:
+    module = synthetic_module(datamodule.cache_dir, num_workers=2, persistent_workers=True)
+    loader = module.train_dataloader()
+    assert loader.persistent_workers and loader.num_workers == 2
+    batches = [batch.target_mask.shape for batch in loader]
+    assert batches == [torch.Size([4, 1, 48, 80])] * 2
+
+
+def test_validation_streams_whole_sequences(datamodule: VOSDataModule) -> None:
+    sequences = list(datamodule.val_dataloader())
+    assert len(sequences) == 2 and all(isinstance(s, EvalSequence) for s in sequences)
+    sequence = sequences[0]
+    assert (sequence.height, sequence.width) == (56, 88) and len(sequence.frame_names) == 14
+    assert list(sequence.init_masks) == [0] and sequence.first_frames == {
+        i: 0 for i in sequence.object_ids
+    }
+    np.testing.assert_array_equal(sequence.init_masks[0], sequence.gt_masks[0])
+    assert sequence.object_ids == sorted(set(np.unique(sequence.gt_masks[0])) - {0})
+    frames = list(sequence.frames())
+    assert [f.index for f in frames] == list(range(14))
+    assert [f.picture_type for f in frames if f.gop_position == 0] == [PictureType.I] * 3
+    assert frames[7].bgr.shape == (56, 88, 3) and frames[7].mv_acc.dtype == np.int32
+    decoded = list(EvalSequence(**{**vars(sequence), "decode": True}).frames())
+    for cached, fresh in zip(frames, decoded, strict=True):
+        assert cached.gop_index == fresh.gop_index and cached.gop_position == fresh.gop_position
+        for name in ("bgr", "mv", "mv_acc", "residual", "residual_acc"):
+            np.testing.assert_array_equal(getattr(cached, name), getattr(fresh, name))
+        np.testing.assert_array_equal(cached.rgb, fresh.rgb)
+
+
+def test_max_val_sequences(datamodule: VOSDataModule) -> None:
+    module = synthetic_module(datamodule.cache_dir, max_val_sequences=1)
+    assert [s.name for s in module.eval_sequences("val")] == ["val-000"]
+
+
+def test_each_gop_size_has_its_own_cache(datamodule: VOSDataModule) -> None:
+    other = synthetic_module(datamodule.cache_dir, gop_size=4)
+    assert other.prepared_dir != datamodule.prepared_dir
+    assert (
+        other.prepared_dir.name == "mpeg4-gop4-q5"
+        and datamodule.prepared_dir.name == "mpeg4-gop6-q5"
+    )
+    with pytest.raises(DataError, match="is not prepared"):
+        other.setup("fit")
+    other.prepare(other.train_split, progress=False)
+    assert other.open_split("train")[0].meta.picture_types.startswith("IPPPIPPPI")
+    assert datamodule.open_split("train")[0].meta.picture_types.startswith("IPPPPPIPPPPPI")
+
+
+def test_youtube_vos_sparse_masks_and_late_objects(tmp_path: Path) -> None:
+    videos = {name: v for name, v in tiny_videos(5, frames=12).items() if v[1].max() > 1}
+    root = write_ytvos(tmp_path / "ytvos", "train", videos, mask_every=3)
+    write_ytvos(
+        root, "valid", {f"valid-{name}": video for name, video in videos.items()}
+    )  # ids differ per split
+    module = VOSDataModule(
+        name="ytvos", layout="ytvos", root=root, cache_dir=tmp_path / "cache", gop_size=6,
+        crop_size=(32, 64), num_workers=0, val_split="valid", prepare_workers=1,
+    )  # fmt: skip
+    module.prepare_data()
+    module.setup("fit")
+    for candidate in module.train_dataset.candidates:
+        assert candidate.target % 3 == 0 and candidate.key % 6 == 0  # annotated target and I-frame
+        assert candidate.previous == max(candidate.target - 3, 0)
+    sequence = module.eval_sequences("valid")[0]
+    late = max(sequence.object_ids)
+    assert sequence.gt_masks is None
+    assert sequence.first_frames[late] >= 6 and min(sequence.first_frames.values()) == 0
+    start = sequence.init_masks[sequence.first_frames[late]]
+    assert set(np.unique(start)) == {0, late}  # only the objects that start there
+
+
+def test_bad_configuration() -> None:
+    with pytest.raises(ConfigError, match="data=davis16 needs its dataset folder"):
+        VOSDataModule(name="davis16", layout="davis2016")
+    with pytest.raises(ConfigError, match="crop_size"):
+        VOSDataModule(name="synthetic", synthetic={}, crop_size=(4, 4))
+    with pytest.raises(ConfigError, match="samples_per_epoch=2 is below data.batch_size=4"):
+        VOSDataModule(name="synthetic", synthetic={}, samples_per_epoch=2, batch_size=4)
+    with pytest.raises(ConfigError, match="data.augment"):
+        VOSDataModule(name="synthetic", synthetic={}, augment={"flip": 0.5})
+
+
+def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
+    """A training batch at the paper's 256 x 512 from the shortest real sequence (symlinked)."""
+    name = min(
+        os.listdir(davis2016_root / "JPEGImages" / "480p"),
+        key=lambda n: len(os.listdir(davis2016_root / "JPEGImages" / "480p" / n)),
+    )
+    root = tmp_path / "davis"
+    for folder in ("JPEGImages", "Annotations"):
+        (root / folder / "480p").mkdir(parents=True)
+        (root / folder / "480p" / name).symlink_to(davis2016_root / folder / "480p" / name)
+    (root / "ImageSets" / "480p").mkdir(parents=True)
+    frames = sorted(os.listdir(root / "JPEGImages" / "480p" / name))
+    lines = [f"/JPEGImages/480p/{name}/{f} /Annotations/480p/{name}/{f[:-4]}.png" for f in frames]
+    (root / "ImageSets" / "480p" / "train.txt").write_text("\n".join(lines))
+    module = VOSDataModule(
+        name="davis16", layout="davis2016", root=root, cache_dir=tmp_path / "cache",
+        crop_size=(256, 512), batch_size=2, num_workers=0, samples_per_epoch=2, val_split="train",
+    )  # fmt: skip
+    module.prepare_data()
+    batch = next(iter(module.train_dataloader()))
+    assert batch.key_image.shape == (2, 3, 256, 512) and batch.mv_acc.shape == (2, 2, 256, 512)
+    assert batch.prior.shape == (2, 1, 256, 512) and batch.ref_mask.sum() > 100
+    sequence = module.eval_sequences("train")[0]
+    assert (sequence.height, sequence.width) == (480, 854) and sequence.object_ids == [1]
+    assert sequence.gt_masks.shape == (len(frames), 480, 854)

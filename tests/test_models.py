@@ -1,0 +1,395 @@
+"""Tests of the CVOS network: encoders, checkpoint names, warping, RSM/SAM, matching decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import Tensor, nn
+
+from cvos.errors import CheckpointError, ConfigError, DataError
+from cvos.models import (
+    EMPTY_BANK_SCORE,
+    ENCODERS,
+    CVOSNet,
+    Reference,
+    build_encoder,
+    downsample_flow,
+    soft_aggregate,
+    topk_mean,
+    warp,
+    warp_mask,
+)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SIZE = 64  # test images are SIZE x SIZE unless said otherwise
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def tiny_net(**kwargs: object) -> CVOSNet:
+    return CVOSNet(build_encoder("tiny"), embed_dim=32, **kwargs)
+
+
+def shifted_interior(image: Tensor, dx: int, dy: int) -> tuple[Tensor, tuple[slice, ...]]:
+    """`image` moved by (dx, dy) (target = source + shift) and the slice where it is defined."""
+    h, w = image.shape[-2:]
+    rows = slice(max(dy, 0), h + min(dy, 0))
+    cols = slice(max(dx, 0), w + min(dx, 0))
+    return torch.roll(image, shifts=(dy, dx), dims=(-2, -1)), (..., rows, cols)
+
+
+def constant_flow(
+    dx: float, dy: float, h: int, w: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    return torch.tensor([dx, dy], dtype=dtype).view(1, 2, 1, 1).expand(1, 2, h, w)
+
+
+# ---------------------------------------------------------------- encoders
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_every_encoder_gives_its_registered_channels_at_stride_8(name: str) -> None:
+    spec = ENCODERS[name]
+    encoder = build_encoder(name).eval()
+    with torch.inference_mode():
+        out = encoder(torch.randn(1, 3, 32, 48))
+    assert spec.stride == encoder.stride == 8
+    assert encoder.out_channels == spec.channels
+    assert out.shape == (1, spec.channels, 4, 6)
+
+
+def test_unknown_encoder_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="resnet50") as err:
+        build_encoder("resnet5")
+    assert "'resnet5'" in str(err.value)
+
+
+def torchvision_resnet_keys(blocks: tuple[int, ...], bottleneck: bool) -> list[str]:
+    """state_dict keys of torchvision.models.resnetNN(), written out from its structure."""
+
+    def bn(prefix: str) -> list[str]:
+        stats = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        return [f"{prefix}.{s}" for s in stats]
+
+    keys = ["conv1.weight", *bn("bn1")]
+    convs = 3 if bottleneck else 2
+    for layer, count in enumerate(blocks, start=1):
+        for i in range(count):
+            p = f"layer{layer}.{i}"
+            for c in range(1, convs + 1):
+                keys += [f"{p}.conv{c}.weight", *bn(f"{p}.bn{c}")]
+            if i == 0 and (bottleneck or layer > 1):
+                keys += [f"{p}.downsample.0.weight", *bn(f"{p}.downsample.1")]
+    return [*keys, "fc.weight", "fc.bias"]
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "bottleneck", "total"),
+    [("resnet18", (2, 2, 2, 2), False, 122), ("resnet50", (3, 4, 6, 3), True, 320)],
+)
+def test_resnet_keys_match_torchvision(
+    name: str, blocks: tuple[int, ...], bottleneck: bool, total: int
+) -> None:
+    expected = torchvision_resnet_keys(blocks, bottleneck)
+    assert len(expected) == total
+    state = build_encoder(name).state_dict()
+    assert [*state, "fc.weight", "fc.bias"] == expected
+
+
+def test_resnet_parameter_shapes_match_torchvision() -> None:
+    r50 = build_encoder("resnet50").state_dict()
+    assert r50["conv1.weight"].shape == (64, 3, 7, 7)
+    assert r50["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
+    assert r50["layer3.5.conv2.weight"].shape == (256, 256, 3, 3)
+    assert r50["layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
+    r18 = build_encoder("resnet18").state_dict()
+    assert r18["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1)
+    assert r18["layer4.1.bn2.running_var"].shape == (512,)
+
+
+def test_resnet_dilates_layer3_and_layer4_like_deeplab() -> None:
+    encoder = build_encoder("resnet50")
+    assert encoder.layer2[0].conv2.stride == (2, 2)
+    assert encoder.layer3[0].conv2.stride == (1, 1)
+    assert [b.conv2.dilation[0] for b in encoder.layer3[:2]] == [1, 2]
+    assert [b.conv2.dilation[0] for b in encoder.layer4] == [2, 4, 4]
+
+
+def save_torchvision_like(encoder: nn.Module, path: Path) -> dict[str, Tensor]:
+    """A state_dict file as torchvision ships it: backbone plus an fc head."""
+    state = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in encoder.state_dict().items()
+    }
+    torch.save({**state, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.zeros(1000)}, path)
+    return state
+
+
+def test_weights_load_from_a_torchvision_file(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pth"
+    state = save_torchvision_like(build_encoder("resnet18"), path)
+    loaded = build_encoder("resnet18", weights=str(path)).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pth"
+    save_torchvision_like(build_encoder("resnet18"), path)
+    with pytest.raises(CheckpointError, match="missing keys") as err:
+        build_encoder("resnet34", weights=path)
+    assert str(path) in str(err.value)
+
+
+def test_weights_with_wrong_shapes_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pth"
+    state = build_encoder("tiny").state_dict()
+    state["head.0.weight"] = torch.zeros(3, 3, 3, 3)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"head\.0\.weight"):
+        build_encoder("tiny", weights=path)
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_bad_weights_files_are_refused(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "weights.pth"
+    if content is None:
+        torch.save([torch.zeros(1)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="weights.pth"):
+        build_encoder("tiny", weights=path)
+
+
+def test_missing_weights_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nope.pth"):
+        build_encoder("tiny", weights=tmp_path / "nope.pth")
+
+
+def test_frozen_batch_norm_stays_frozen_in_train_mode() -> None:
+    net = CVOSNet(build_encoder("tiny", frozen_bn=True), embed_dim=32).train()
+    bns = [m for m in net.encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = [bn.running_mean.clone() for bn in bns]
+    net.encode(torch.rand(2, 3, SIZE, SIZE)).sum().backward()
+    assert not any(bn.training for bn in bns)
+    assert all(torch.equal(bn.running_mean, b) for bn, b in zip(bns, before, strict=True))
+    assert all(bn.weight.grad is None and not bn.weight.requires_grad for bn in bns)
+    assert net.encoder.body.stages[0][0].weight.grad is not None
+
+
+def test_unfrozen_batch_norm_updates_its_statistics() -> None:
+    net = tiny_net().train()
+    bn = net.encoder.body.stages[0][1]
+    net.encode(torch.rand(2, 3, SIZE, SIZE))
+    assert bn.training and not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_encoder_config_files_compose_to_registered_names(name: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=[f"+encoder={name}"]).encoder
+    assert dict(cfg) == {"name": name, "weights": None, "frozen_bn": False}
+
+
+# ---------------------------------------------------------------- warping
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(3, -2), (-5, 4), (0, 1)])
+def test_warp_by_integer_shift_reproduces_the_shifted_image_exactly(dx: int, dy: int) -> None:
+    image = torch.randn(2, 3, 24, 40, dtype=torch.float64)
+    out = warp(image, constant_flow(dx, dy, 24, 40, torch.float64).expand(2, -1, -1, -1))
+    expected, interior = shifted_interior(image, dx, dy)
+    torch.testing.assert_close(out[interior], expected[interior], rtol=0, atol=1e-12)
+
+
+def test_warp_in_float32_is_exact_up_to_rounding() -> None:
+    image = torch.randn(1, 4, 30, 50)
+    out = warp(image, constant_flow(7, 3, 30, 50))
+    expected, interior = shifted_interior(image, 7, 3)
+    torch.testing.assert_close(out[interior], expected[interior], rtol=0, atol=1e-5)
+
+
+def test_warp_by_half_a_pixel_averages_neighbours() -> None:
+    image = torch.arange(10, dtype=torch.float64).view(1, 1, 1, 10).expand(1, 1, 4, 10)
+    out = warp(image, constant_flow(0.5, 0, 4, 10, torch.float64))
+    torch.testing.assert_close(out[0, 0, :, 1:], image[0, 0, :, 1:] - 0.5)
+
+
+def test_warp_pads_with_the_border_value() -> None:
+    image = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 2, 8)
+    out = warp(image, constant_flow(3, 0, 2, 8))
+    assert out[0, 0, 0].tolist() == [0, 0, 0, 0, 1, 2, 3, 4]
+
+
+def test_warp_refuses_a_flow_of_another_size() -> None:
+    with pytest.raises(DataError, match="does not match"):
+        warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4))
+
+
+def test_downsample_flow_averages_blocks_and_scales_to_cells() -> None:
+    flow = torch.zeros(1, 2, 16, 16)
+    flow[:, 0] = 16.0
+    flow[:, 1, :8, :4] = 8.0  # half of the top-left 8 x 8 block moves 8 px down
+    cells = downsample_flow(flow, 8)
+    assert cells.shape == (1, 2, 2, 2)
+    assert torch.all(cells[:, 0] == 2.0)
+    assert cells[0, 1].tolist() == [[0.5, 0.0], [0.0, 0.0]]
+
+
+def test_warp_mask_moves_a_square_by_the_motion() -> None:
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 10:20] = 1.0
+    out = warp_mask(mask, constant_flow(4, -3, 32, 32))
+    expected = torch.zeros_like(mask)
+    expected[..., 5:13, 14:24] = 1.0
+    assert torch.equal(out, expected)
+
+
+def test_propagate_without_modules_warps_key_features_at_feature_resolution() -> None:
+    net = tiny_net(use_rsm=False, use_sam=False).eval()
+    key = torch.randn(1, 32, 6, 8)
+    zeros = torch.zeros(1, 2, 48, 64)
+    residual, prior = torch.zeros(1, 3, 48, 64), torch.zeros(1, 1, 48, 64)
+    same = net.propagate(key, zeros, residual, zeros, prior)
+    torch.testing.assert_close(same.feats, key, rtol=0, atol=1e-6)
+    assert same.attention_logits is None
+    moved = net.propagate(key, constant_flow(16, 8, 48, 64), residual, zeros, prior).feats
+    expected, interior = shifted_interior(key, 2, 1)
+    torch.testing.assert_close(moved[interior], expected[interior], rtol=0, atol=1e-5)
+
+
+def test_sizes_not_divisible_by_the_stride_are_refused() -> None:
+    net = tiny_net()
+    with pytest.raises(DataError, match="60x64"):
+        net.encode(torch.rand(1, 3, 60, 64))
+
+
+# ---------------------------------------------------------------- full network
+
+
+def p_frame_inputs(b: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    mv_acc = torch.randint(-6, 7, (b, 2, SIZE, SIZE)).float()
+    mv = torch.randint(-3, 4, (b, 2, SIZE, SIZE)).float()
+    residual = torch.rand(b, 3, SIZE, SIZE) * 2 - 1
+    prior = torch.rand(b, 1, SIZE, SIZE)
+    return mv_acc, residual, mv, prior
+
+
+@pytest.mark.parametrize("use_sam", [False, True])
+@pytest.mark.parametrize("use_rsm", [False, True])
+def test_training_step_reaches_exactly_the_enabled_modules(use_rsm: bool, use_sam: bool) -> None:
+    net = tiny_net(use_rsm=use_rsm, use_sam=use_sam).train()
+    frames = torch.rand(3, 2, 3, SIZE, SIZE)  # reference, key, target; B = 2
+    masks = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
+    ref = net.reference(net.encode(frames[0]), masks)
+    p = net.propagate(net.encode(frames[1]), *p_frame_inputs(2))
+    logits = net.decode(p.feats, ref, (SIZE, SIZE))  # B x 1 x 2 x H x W
+    target = masks[:, 0].long()
+    loss = F.cross_entropy(logits[:, 0], target)
+    if use_sam:
+        assert p.attention_logits is not None and p.attention_logits.shape == (2, 2, SIZE, SIZE)
+        loss = loss + 0.5 * F.cross_entropy(p.attention_logits, target)
+    loss.backward()
+
+    for name, module, on in (("rsm", net.rsm, use_rsm), ("sam", net.sam, use_sam)):
+        owned = [n for n, _ in net.named_parameters() if n.startswith(f"{name}.")]
+        assert (module is not None) == on and bool(owned) == on
+        if on:
+            grads = [p.grad for p in module.parameters()]
+            assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert net.encoder.head[0].weight.grad.abs().sum() > 0
+
+
+def test_decode_gives_per_object_logits_for_several_objects() -> None:
+    net = tiny_net().eval()
+    masks = torch.zeros(2, 3, SIZE, SIZE)
+    masks[:, 0, :20, :20] = 1
+    masks[:, 1, 30:, 30:] = 1
+    masks[1, 2, 10:12, 50:52] = 1  # object 2 is absent from sample 0
+    with torch.inference_mode():
+        feats = net.encode(torch.rand(2, 3, SIZE, SIZE))
+        ref = net.reference(feats, masks)
+        logits = net.decode(feats, ref, (SIZE, SIZE))
+    assert ref.num_objects == 3
+    assert logits.shape == (2, 3, 2, SIZE, SIZE)
+    assert ref.fg.count.tolist() == [[9, 25, 0], [9, 25, 1]]
+    # An untrained refinement head passes temperature x score through unchanged.
+    assert torch.all(logits[0, 2, 1] == net.temperature * EMPTY_BANK_SCORE)
+    assert torch.all(logits[1, 2, 1] > EMPTY_BANK_SCORE * net.temperature)
+
+
+def test_batched_decode_equals_decoding_each_sample_alone() -> None:
+    """Banks padded to the batch's largest must not change any sample's scores."""
+    net = tiny_net(topk=5).eval()
+    masks = torch.zeros(2, 2, SIZE, SIZE)
+    masks[0, 0, :8, :8] = 1  # 1 cell: far smaller than k and than sample 1's bank
+    masks[1, 0, 8:40, 8:40] = 1
+    masks[0, 1, 16:, :] = 1
+    with torch.inference_mode():
+        feats = net.encode(torch.rand(2, 3, SIZE, SIZE))
+        batched = net.decode(feats, net.reference(feats, masks), (SIZE, SIZE))
+        for i in range(2):
+            one = feats[i : i + 1]
+            alone = net.decode(one, net.reference(one, masks[i : i + 1]), (SIZE, SIZE))
+            torch.testing.assert_close(batched[i : i + 1], alone)
+
+
+def test_decode_matches_features_to_the_right_bank() -> None:
+    """Foreground cells carry one feature vector and background another: logits are 0 / T."""
+    net = tiny_net(topk=3, temperature=10.0).eval()
+    inside = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    inside[..., 2:5, 3:7] = True
+    feats = torch.where(
+        inside, torch.eye(32)[0].view(1, 32, 1, 1), torch.eye(32)[1].view(1, 32, 1, 1)
+    )
+    masks = F.interpolate(inside.float(), scale_factor=8)
+    with torch.inference_mode():
+        logits = net.decode(feats, net.reference(feats, masks), (SIZE, SIZE))[0, 0]
+    torch.testing.assert_close(logits[:, 28, 36], torch.tensor([0.0, 10.0]))  # inside
+    torch.testing.assert_close(logits[:, 4, 4], torch.tensor([10.0, 0.0]))  # background
+
+
+def test_reference_max_pools_masks_to_the_feature_grid() -> None:
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 9, 9] = 1  # one pixel makes cell (1, 1) of the 4 x 4 grid foreground
+    ref: Reference = tiny_net().reference(torch.randn(1, 32, 4, 4), mask)
+    assert ref.fg.count.tolist() == [[1]] and ref.bg.count.tolist() == [[15]]
+    keys = F.normalize(torch.randn(1, 32, 4, 4), dim=1)
+    ref = tiny_net().reference(keys, mask)
+    torch.testing.assert_close(ref.fg.keys[0, 0, :, 0], keys[0, :, 1, 1])
+
+
+def test_reference_mask_must_fit_the_feature_grid() -> None:
+    with pytest.raises(DataError, match="60x64"):
+        tiny_net().reference(torch.randn(1, 32, 8, 8), torch.zeros(1, 1, 60, 64))
+
+
+# ---------------------------------------------------------------- matching helpers
+
+
+def test_topk_mean_with_banks_smaller_than_k_and_empty() -> None:
+    row = torch.tensor([0.9, 0.1, -0.3, 0.7])
+    sim = row.view(1, 1, 4).expand(4, 2, 4)  # 4 samples, 2 targets, bank padded to 4
+    count = torch.tensor([4, 3, 1, 0])
+    means = topk_mean(sim, count, k=2)
+    expected = torch.tensor([0.8, 0.5, 0.9, EMPTY_BANK_SCORE]).view(4, 1).expand(4, 2)
+    torch.testing.assert_close(means, expected)
+    torch.testing.assert_close(
+        topk_mean(sim, count, k=20)[:, 0], torch.tensor([0.35, 0.7 / 3, 0.9, -1.0])
+    )
+
+
+def test_soft_aggregate_sums_to_one_and_keeps_the_ranking() -> None:
+    fg = torch.tensor([[0.9, 0.05, 0.02], [0.3, 0.6, 0.01]]).view(1, 2, 3, 1)  # B x O x H x W
+    probs = soft_aggregate(fg)
+    assert probs.shape == (1, 3, 3, 1)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(1, 3, 1))
+    assert probs.argmax(dim=1).flatten().tolist() == [1, 2, 0]
+    one = soft_aggregate(torch.full((1, 1, 2, 2), 0.5))
+    torch.testing.assert_close(one, torch.full((1, 2, 2, 2), 0.5))

@@ -1,0 +1,106 @@
+"""`python -m cvos.train` end to end on the synthetic default: every variant, resume, W&B, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ["framewise", "warp", "rsm", "sam", "rsm_sam", "mask_warp"]
+TINY = [
+    "data.samples_per_epoch=8",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.max_val_sequences=2",
+    "model.embed_dim=32",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic dataset and prepared cache for every run of this session."""
+    return tmp_path_factory.mktemp("cvos-cache")
+
+
+def train(run_dir: Path, cache: Path, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the training entry point in a subprocess, its outputs in `run_dir`."""
+    command = [sys.executable, "-m", "cvos.train", f"hydra.run.dir={run_dir}", *TINY, *overrides]
+    environment = {**os.environ, "CVOS_CACHE": str(cache), "WANDB_MODE": "offline", **(env or {})}
+    environment.pop("WANDB_API_KEY", None)
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def metrics_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fast_dev_run_of_every_variant(variant: str, tmp_path: Path, cache_dir: Path) -> None:
+    result = train(tmp_path, cache_dir, f"model={variant}", "++trainer.fast_dev_run=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = metrics_of(tmp_path)
+    for key in ("J&F", "J", "F", "copy_baseline_J&F"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["J&F"] == pytest.approx((metrics["J"] + metrics["F"]) / 2)
+    assert "copy-the-first-mask baseline" in result.stdout
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return checkpoint["state_dict"], checkpoint["global_step"]
+
+
+def test_resume_continues_exactly(tmp_path: Path, cache_dir: Path) -> None:
+    short = ["trainer.check_val_every_n_epoch=100", "model=warp"]
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    assert train(straight, cache_dir, *short, "trainer.max_epochs=2").returncode == 0
+    assert train(first, cache_dir, *short, "trainer.max_epochs=1").returncode == 0
+    last = first / "checkpoints" / "last.ckpt"
+    result = train(resumed, cache_dir, *short, "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected, expected_step = final_weights(straight)
+    weights, step = final_weights(resumed)
+    assert step == expected_step == 4  # 8 samples / batch 4 = 2 steps an epoch
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, msg=name)
+
+
+def test_wandb_offline_run_records_config_tags_and_metrics(tmp_path: Path, cache_dir: Path) -> None:
+    result = train(tmp_path, cache_dir, "logger=wandb", "++trainer.fast_dev_run=true", "model=rsm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = runs[0] / "files"
+    config = (files / "config.yaml").read_text()
+    assert "variant" in config and "rsm" in config and "gop_size" in config
+    summary = json.loads((files / "wandb-summary.json").read_text())
+    assert summary["final/J&F"] == pytest.approx(metrics_of(tmp_path)["J&F"])
+    metadata = json.loads((files / "wandb-metadata.json").read_text())
+    assert {"model:rsm", "encoder:tiny", "gop:12", "rsm:on", "sam:off"} <= set(metadata.get("tags", []))
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model=nope", "model"),
+        ("data.gop_size=0", "data.gop_size"),
+        ("data=davis16", "data.root"),
+        ("ckpt_path=/no/such.ckpt", "/no/such.ckpt"),
+    ],
+)
+def test_bad_override_fails_before_work_with_one_message(
+    override: str, expected: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    result = train(tmp_path, cache_dir, override)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
