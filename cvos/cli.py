@@ -84,3 +84,16 @@ def check_data_config(data: Any) -> None:
         raise ConfigError(f"data={data.name} needs its dataset folder: set data.root=<path>")
     if not Path(data.root).is_dir():
         raise ConfigError(f"data.root={data.root}: no such folder; set data.root to the {data.name} dataset")
+
+
+def instantiate(config: Any, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, re-raising our own user errors instead of Hydra's wrapper."""
+    import hydra
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(config, **kwargs, _convert_="all")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, CVOSError):
+            raise err.__cause__ from None
+        raise

@@ -22,12 +22,13 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
-from cvos.cli import check_data_config, job_context, run_job, wandb_offline
+from cvos.cli import check_data_config, instantiate, job_context, run_job, wandb_offline
 from cvos.data import EvalSequence
 from cvos.errors import ConfigError
 from cvos.inference import Propagator, SequenceResult, SequenceTiming, segment_sequence
-from cvos.inference.outputs import overlay, write_label_png
+from cvos.inference.outputs import overlay
 from cvos.lit import load_checkpoint
+from cvos.masks import write_label_png
 from cvos.metrics import COLUMNS, SequenceScores, evaluate_sequence, report
 from cvos.models import CVOSNet
 
@@ -114,7 +115,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     device = torch.device(cfg.device)
     if net is not None:
         net = net.to(device).eval()
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     sequences = datamodule.eval_sequences(cfg.split)
     run = EvaluationRun()

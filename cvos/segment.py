@@ -12,42 +12,32 @@ from pathlib import Path
 import av
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig
-from PIL import Image
 from tqdm import tqdm
 
 from cvos.cli import job_context, run_job
 from cvos.codec import CompressedVideo, EncodeSettings, encode_video
 from cvos.errors import CodecError, DataError
 from cvos.inference import Propagator
-from cvos.inference.outputs import overlay, write_label_png
+from cvos.inference.outputs import overlay
 from cvos.lit import load_checkpoint
+from cvos.masks import read_label_png, write_label_png
 
 
 def read_first_mask(path: Path) -> np.ndarray:
     """H x W uint8 label map from a 0/255 binary or an indexed palette PNG; it must hold an object."""
-    if not path.is_file():
-        raise DataError(f"{path}: first-frame mask not found")
-    try:
-        image = Image.open(path)
-        labels = np.asarray(image if image.mode == "P" else image.convert("L"))
-    except OSError as err:
-        raise DataError(f"{path}: not a readable PNG mask ({err})") from err
-    if image.mode != "P":
-        labels = (labels > 127).astype(np.uint8)
+    labels = read_label_png(path)
     if not labels.any():
         raise DataError(f"{path}: the first-frame mask has no object (every pixel is background)")
-    return labels.astype(np.uint8)
+    return labels
 
 
 def is_canonical(path: Path, gop_size: int) -> bool:
-    """True when the file is MPEG-4 Part 2 whose GOPs have exactly `gop_size` frames."""
+    """True when the file is MPEG-4 Part 2 with an I-frame every `gop_size` frames exactly."""
     try:
         with CompressedVideo(path) as video:
-            return video.codec == "mpeg4" and all(
-                frame.gop_position == frame.index % gop_size for frame in video.iter_headers()
-            )
+            expected = list(range(0, video.num_frames, gop_size))
+            return video.codec == "mpeg4" and video.gop_starts == expected
     except CodecError:
         return False
 
@@ -98,7 +88,7 @@ def segment(cfg: DictConfig, run_dir: Path) -> Path:
         if (video.height, video.width) < (height, width):
             raise DataError(f"{cfg.mask}: mask is {width}x{height} but the video is {video.width}x{video.height}")
         for frame in tqdm(video, total=len(video), desc="segment", unit="frame"):
-            frame = frame.crop(height, width)
+            frame = frame.cropped(height, width)
             output = propagator.step(frame, first if frame.index == 0 else None)
             write_label_png(run_dir / "masks" / f"{frame.index:05d}.png", output.labels)
             out.write(overlay(frame.rgb, output.labels))

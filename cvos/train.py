@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
-from cvos.cli import check_data_config, job_context, run_job, wandb_offline
+from cvos.cli import check_data_config, instantiate, job_context, run_job, wandb_offline
 from cvos.errors import ConfigError
 from cvos.lit import CVOSLitModule
 
@@ -64,14 +64,14 @@ def build_loggers(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> list[Logger
                 "name": f"{cfg.model.variant}-{cfg.encoder.name}-gop{cfg.data.gop_size}-{run_dir.name}",
                 "job_type": "train",
             }
-        loggers.append(hydra.utils.instantiate(logger_cfg, **extra))
+        loggers.append(instantiate(logger_cfg, **extra))
     return loggers
 
 
 def build_module(cfg: DictConfig) -> CVOSLitModule:
     """The LightningModule from the model and encoder groups, with the GOP from the data config."""
     encoder = OmegaConf.to_container(cfg.encoder, resolve=True)
-    return hydra.utils.instantiate(cfg.model, encoder=encoder, gop_size=cfg.data.gop_size, _convert_="all")
+    return instantiate(cfg.model, encoder=encoder, gop_size=cfg.data.gop_size)
 
 
 def finish_loggers(loggers: list[Logger], status: str) -> None:
@@ -86,10 +86,10 @@ def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, A
     """Fit, validate and write `metrics.json`; returns the metrics."""
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg, run_dir, in_sweep)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", **cfg.checkpoint)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(**trainer_args, logger=loggers or False, callbacks=[checkpoints], default_root_dir=run_dir)
     status = "failed"
@@ -111,12 +111,13 @@ def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, A
         status = "success"
     finally:
         finish_loggers(loggers, status)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(
-        f"validation J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}); "
-        f"copy-the-first-mask baseline J&F {metrics['copy_baseline_J&F']:.3f}; "
-        f"{metrics['fps']:.1f} frames/s; metrics in {run_dir / 'metrics.json'}"
-    )
+    if trainer.is_global_zero:  # under DDP every process gets the synced metrics; one writes them
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(
+            f"validation J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}); "
+            f"copy-the-first-mask baseline J&F {metrics['copy_baseline_J&F']:.3f}; "
+            f"{metrics['fps']:.1f} frames/s; metrics in {run_dir / 'metrics.json'}"
+        )
     return metrics
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvos.data.synthetic import SyntheticSpec, davis_palette, render_video
+from cvos.data.synthetic import SyntheticSpec, render_video
+from cvos.masks import write_label_png
 
 Video = tuple[np.ndarray, np.ndarray]  # T x H x W x 3 uint8 RGB frames, T x H x W uint8 labels
 
@@ -19,12 +20,6 @@ def tiny_videos(
     """`count` synthetic videos named seq-0, seq-1, ... (sizes not multiples of 16)."""
     spec = SyntheticSpec(min_frames=frames, max_frames=frames, height=height, width=width)
     return {f"seq-{i}": render_video(np.random.default_rng([seed, i]), spec) for i in range(count)}
-
-
-def write_palette_mask(path: Path, labels: np.ndarray) -> None:
-    mask = Image.fromarray(labels, mode="P")
-    mask.putpalette(davis_palette())
-    mask.save(path)
 
 
 def _write_frames(folder: Path, frames: np.ndarray, names: list[str]) -> None:
@@ -64,7 +59,7 @@ def write_davis2017(root: Path, videos: dict[str, Video], splits: dict[str, list
         masks = root / "Annotations" / "480p" / name
         masks.mkdir(parents=True)
         for label, frame_name in zip(labels, names, strict=True):
-            write_palette_mask(masks / f"{frame_name}.png", label)
+            write_label_png(masks / f"{frame_name}.png", label)
     (root / "ImageSets" / "2017").mkdir(parents=True)
     for split, names in splits.items():
         (root / "ImageSets" / "2017" / f"{split}.txt").write_text("\n".join(names) + "\n")
@@ -106,9 +101,9 @@ def write_ytvos(
         for frame_name, label in zip(names, labels, strict=True):
             starting = [int(i) for i, obj in objects.items() if obj["frames"][:1] == [frame_name]]
             if split == "train" and frame_name in annotated:
-                write_palette_mask(masks / f"{frame_name}.png", label)
+                write_label_png(masks / f"{frame_name}.png", label)
             elif split != "train" and starting:
-                write_palette_mask(
+                write_label_png(
                     masks / f"{frame_name}.png",
                     np.where(np.isin(label, starting), label, 0).astype(np.uint8),
                 )

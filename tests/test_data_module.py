@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSDataModule
+from cvos.data.samples import PACKED_DTYPES, EpochSampler
 from cvos.data.transforms import Augment, ClipArrays, sample_affine, transform_clip, warp
 from cvos.errors import ConfigError, DataError
 
@@ -45,20 +47,15 @@ def datamodule(tmp_path_factory: pytest.TempPathFactory) -> VOSDataModule:
 def test_training_batch_has_the_documented_shapes_and_dtypes(datamodule: VOSDataModule) -> None:
     batches = list(datamodule.train_dataloader())
     assert len(batches) == 2  # samples_per_epoch / batch_size
-    batch = batches[0]
+    packed = batches[0]
+    assert {k: v.dtype for k, v in vars(packed).items() if k in PACKED_DTYPES} == PACKED_DTYPES
+    batch = datamodule.on_after_batch_transfer(packed, 0)
     assert isinstance(batch, TrainBatch)
     shapes = {name: tuple(value.shape) for name, value in vars(batch).items()}
-    channels = {
-        "ref_image": 3,
-        "key_image": 3,
-        "target_image": 3,
-        "residual_acc": 3,
-        "mv_acc": 2,
-        "mv": 2,
-    }
+    channels = {"ref_image": 3, "key_image": 3, "target_image": 3, "residual_acc": 3, "mv_acc": 2}
     for name, shape in shapes.items():
         if name != "gop_position":
-            assert shape == (4, channels.get(name, 1), 48, 80), name
+            assert shape == (4, channels.get(name, 2 if name == "mv" else 1), 48, 80), name
     assert shapes["gop_position"] == (4,) and batch.gop_position.dtype == torch.int64
     assert all(v.dtype == torch.float32 for k, v in vars(batch).items() if k != "gop_position")
     for name in ("ref_mask", "key_mask", "target_mask"):
@@ -70,11 +67,46 @@ def test_training_batch_has_the_documented_shapes_and_dtypes(datamodule: VOSData
     assert batch.gop_position.min() >= 0 and batch.gop_position.max() < 6
 
 
+def test_packed_batches_unpack_to_the_samples(datamodule: VOSDataModule) -> None:
+    dataset = datamodule.train_dataset
+    samples = [dataset[i, i] for i in range(0, 40, 10)]
+    batch = TrainBatch.collate(samples).unpacked()
+    for index, sample in enumerate(samples):
+        for name, value in vars(sample).items():
+            got = getattr(batch, name)[index]
+            tolerance = {"mv_acc": 0.02, "mv": 0.02}.get(name, 0.5 / 255 + 1e-6)
+            assert (got - value).abs().max() <= tolerance, name
+
+
+class DtypeProbe(pl.LightningModule):
+    """Fails unless every training batch reaches it as documented (float32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        assert all(v.dtype == torch.float32 for k, v in vars(batch).items() if k != "gop_position")
+        return (self.weight - batch.key_image.mean()) ** 2
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_unpacks_batches_on_the_device(datamodule: VOSDataModule) -> None:
+    trainer = pl.Trainer(
+        accelerator="cpu", fast_dev_run=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(DtypeProbe(), datamodule=datamodule)
+    assert trainer.global_step == 2
+
+
 def test_iframes_are_targets_too(datamodule: VOSDataModule) -> None:
     dataset = datamodule.train_dataset
     positions = [c.target - c.key for c in dataset.candidates]
     assert 0 < positions.count(0) < len(positions)
-    sample = dataset[positions.index(0)]
+    sample = dataset[positions.index(0), 0]
     assert int(sample.gop_position) == 0
     assert torch.equal(sample.key_image, sample.target_image)
     assert torch.equal(sample.key_mask, sample.target_mask)
@@ -82,15 +114,25 @@ def test_iframes_are_targets_too(datamodule: VOSDataModule) -> None:
         assert getattr(sample, name).abs().max() == 0
 
 
-def test_samples_are_reproducible_from_torch_seed(datamodule: VOSDataModule) -> None:
+def test_samples_are_reproducible_from_their_seed(datamodule: VOSDataModule) -> None:
     dataset = datamodule.train_dataset
-    torch.manual_seed(1)
-    a = dataset[5]
-    torch.manual_seed(1)
-    b = dataset[5]
-    c = dataset[5]
+    a, b, c = dataset[5, 1], dataset[5, 1], dataset[5, 2]
     assert torch.equal(a.ref_image, b.ref_image) and torch.equal(a.prior, b.prior)
     assert not torch.equal(b.prior, c.prior)
+
+
+def test_epoch_sampler_depends_on_seed_and_epoch_only() -> None:
+    sampler = EpochSampler(50, 20, seed=3)
+    first = list(sampler)
+    assert len(first) == 20 and all(0 <= index < 50 for index, _ in first)
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert second != first
+    resumed = EpochSampler(50, 20, seed=3)
+    resumed.set_epoch(1)
+    assert list(resumed) == second
+    assert sorted(index for index, _ in EpochSampler(7, None, seed=0)) == list(range(7))
 
 
 def test_codec_vectors_stay_consistent_under_augmentation(datamodule: VOSDataModule) -> None:
@@ -164,7 +206,9 @@ def test_max_val_sequences(datamodule: VOSDataModule) -> None:
     assert [s.name for s in module.eval_sequences("val")] == ["val-000"]
 
 
-def test_each_gop_size_has_its_own_cache(datamodule: VOSDataModule) -> None:
+def test_each_gop_size_and_synthetic_spec_has_its_own_cache(datamodule: VOSDataModule) -> None:
+    reseeded = synthetic_module(datamodule.cache_dir, synthetic={**TINY, "seed": 1})
+    assert reseeded.prepared_dir.parent != datamodule.prepared_dir.parent
     other = synthetic_module(datamodule.cache_dir, gop_size=4)
     assert other.prepared_dir != datamodule.prepared_dir
     assert (
@@ -231,9 +275,10 @@ def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
         crop_size=(256, 512), batch_size=2, num_workers=0, samples_per_epoch=2, val_split="train",
     )  # fmt: skip
     module.prepare_data()
-    batch = next(iter(module.train_dataloader()))
+    batch = module.on_after_batch_transfer(next(iter(module.train_dataloader())), 0)
     assert batch.key_image.shape == (2, 3, 256, 512) and batch.mv_acc.shape == (2, 2, 256, 512)
     assert batch.prior.shape == (2, 1, 256, 512) and batch.ref_mask.sum() > 100
+    assert batch.mv_acc.dtype == torch.float32
     sequence = module.eval_sequences("train")[0]
     assert (sequence.height, sequence.width) == (480, 854) and sequence.object_ids == [1]
     assert sequence.gt_masks.shape == (len(frames), 480, 854)

@@ -25,28 +25,22 @@ TINY = [
 
 @pytest.mark.parametrize("name", ["synthetic", "davis16", "davis17", "ytvos"])
 def test_every_data_config_instantiates(name: str, tmp_path: Path) -> None:
+    overrides = [f"data={name}", f"data.cache_dir={tmp_path}", "data.seed=3"]
+    if name != "synthetic":
+        overrides.append(f"data.root={tmp_path}")
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "prepare",
-            overrides=[
-                f"data={name}",
-                f"data.root={tmp_path}",
-                f"data.cache_dir={tmp_path}",
-                "data.seed=3",
-            ],
-        )
+        cfg = compose("prepare", overrides=overrides)
     module = instantiate(cfg.data, _convert_="all")
-    assert isinstance(module, VOSDataModule) and module.name == name
-    assert (
-        module.gop_size == 12
-        and module.prepared_dir == tmp_path / "prepared" / name / "mpeg4-gop12-q5"
-    )
+    assert isinstance(module, VOSDataModule) and module.name == name and module.gop_size == 12
+    assert module.prepared_dir.name == "mpeg4-gop12-q5"
     assert cfg.splits == [cfg.data.train_split, cfg.data.val_split]
     if name == "synthetic":
         assert module.synthetic.seed == 3  # follows data.seed
         assert module.crop_size == (112, 192)
+        assert module.prepared_dir.parent.name == f"synthetic-{module.synthetic.key()}"
     else:
         assert module.synthetic is None and module.crop_size == (256, 512)
+        assert module.prepared_dir.parent == tmp_path / "prepared" / name
 
 
 def _prepare(*overrides: str) -> subprocess.CompletedProcess:

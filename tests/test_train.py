@@ -59,16 +59,17 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_continues_exactly(tmp_path: Path, cache_dir: Path) -> None:
-    short = ["trainer.check_val_every_n_epoch=100", "model=warp"]
-    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
-    assert train(straight, cache_dir, *short, "trainer.max_epochs=2").returncode == 0
-    assert train(first, cache_dir, *short, "trainer.max_epochs=1").returncode == 0
-    last = first / "checkpoints" / "last.ckpt"
-    result = train(resumed, cache_dir, *short, "trainer.max_epochs=2", f"ckpt_path={last}")
+    """Resuming from the epoch-1 checkpoint of a 2-epoch run ends with that run's weights."""
+    common = ["trainer.check_val_every_n_epoch=100", "model=rsm_sam", "trainer.max_epochs=2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    result = train(straight, cache_dir, *common, "checkpoint.save_top_k=-1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    middle = straight / "checkpoints" / "epoch000-step000002.ckpt"  # 8 samples / batch 4 = 2 steps an epoch
+    result = train(resumed, cache_dir, *common, f"ckpt_path={middle}")
     assert result.returncode == 0, result.stderr[-3000:]
     expected, expected_step = final_weights(straight)
     weights, step = final_weights(resumed)
-    assert step == expected_step == 4  # 8 samples / batch 4 = 2 steps an epoch
+    assert step == expected_step == 4
     for name, tensor in expected.items():
         torch.testing.assert_close(weights[name], tensor, msg=name)
 
@@ -104,3 +105,26 @@ def test_bad_override_fails_before_work_with_one_message(
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path: Path, cache_dir: Path) -> None:
+    """Two gloo processes each validate half the videos; the synced J&F equals one process's."""
+    ddp = tmp_path / "ddp"
+    result = train(
+        ddp, cache_dir, "model=warp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.precision=32-true", "trainer.max_epochs=1", "data.max_val_sequences=3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = ddp / "checkpoints" / "last.ckpt"
+    single = tmp_path / "single"
+    command = [
+        sys.executable, "-m", "cvos.evaluate", f"hydra.run.dir={single}", "model=warp",
+        f"ckpt={checkpoint}", "data.max_val_sequences=3", "model.embed_dim=32",
+    ]  # fmt: skip
+    environment = {**os.environ, "CVOS_CACHE": str(cache_dir)}
+    evaluated = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    expected = metrics_of(single)
+    assert len((single / "sequences.csv").read_text().splitlines()) == 1 + 3
+    for key in ("J&F", "J", "F"):
+        assert metrics_of(ddp)[key] == pytest.approx(expected[key], abs=1e-6)

@@ -75,6 +75,15 @@ class CompressedFrame:
         frame.__dict__.update(residual=residual, residual_acc=residual_acc)
         return frame
 
+    def cropped(self, height: int, width: int) -> CompressedFrame:
+        """The top-left `height x width` of every representation: undoes the writer's padding."""
+        if (height, width) == self.bgr.shape[:2]:
+            return self
+        fields = (self.bgr, self.mv, self.mv_acc, self.residual, self.residual_acc)
+        crops = (array[:height, :width] for array in fields)
+        position = (self.index, self.gop_index, self.gop_position, self.picture_type)
+        return CompressedFrame.from_arrays(*position, *crops)
+
     @property
     def rgb(self) -> np.ndarray:
         """H x W x 3 uint8 RGB view of `bgr`."""
@@ -149,6 +158,11 @@ class CompressedVideo:
         self.num_frames: int = int(self._packets.offsets.size)
         self.num_gops: int = int(self._packets.gop_starts.size)
         self.decoded_frame_count = 0
+
+    @property
+    def gop_starts(self) -> list[int]:
+        """Decode-order index of every GOP's I-frame (from the packet index: nothing is decoded)."""
+        return [int(start) for start in self._packets.gop_starts]
 
     def __len__(self) -> int:
         return self.num_frames

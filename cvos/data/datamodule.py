@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, RandomSampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset
 
 from cvos.codec import EncodeSettings
 from cvos.data.evaluation import EvalSequence, eval_sequence
 from cvos.data.layouts import LAYOUTS, Sequence, list_sequences
 from cvos.data.prepared import PreparedSequence, open_prepared, prepare_sequences, settings_key
-from cvos.data.samples import TrainAugment, TrainBatch, TrainDataset
+from cvos.data.samples import EpochSampler, TrainAugment, TrainBatch, TrainDataset
 from cvos.data.sources import CachedFrames, DecodedFrames
 from cvos.data.synthetic import SyntheticSpec, ensure_synthetic
 from cvos.data.transforms import Augment
@@ -56,12 +56,34 @@ def _identity(item: Any) -> Any:
     return item
 
 
+class ShardedSequences(IterableDataset):
+    """Evaluation videos split across DDP processes without padding: rank r takes r, r + W, ...
+
+    A DistributedSampler would repeat videos to even out the shards, counting them twice in
+    the J&F synced across processes; here every video is scored exactly once.
+    """
+
+    def __init__(self, sequences: list[EvalSequence]) -> None:
+        self.sequences = sequences
+
+    def _shard(self) -> list[EvalSequence]:
+        if dist.is_available() and dist.is_initialized():
+            return self.sequences[dist.get_rank() :: dist.get_world_size()]
+        return self.sequences
+
+    def __iter__(self) -> Iterator[EvalSequence]:
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())
+
+
 class VOSDataModule(pl.LightningDataModule):
     """Prepares a dataset once (encode + cache), then serves training batches and eval videos.
 
     `root=None` with a `synthetic` spec generates the synthetic dataset into `cache_dir` on
     first use. Prepared data lives in `cache_dir/prepared/<name>/<codec>-gop<G>-q<Q>/`, so
-    every codec configuration has its own cache.
+    every codec configuration has its own cache (`<name>-<spec key>` for the synthetic set).
     """
 
     def __init__(
@@ -130,8 +152,10 @@ class VOSDataModule(pl.LightningDataModule):
 
     @property
     def prepared_dir(self) -> Path:
-        """Where this dataset's sequences are cached for the current codec settings."""
-        return self.cache_dir / "prepared" / self.name / settings_key(self.settings)
+        """Where this dataset's sequences are cached for the current codec settings; a generated
+        dataset's folder also names its spec, so changing the generator never reuses old data."""
+        dataset = self.name if self.root is not None else f"{self.name}-{self.synthetic.key()}"
+        return self.cache_dir / "prepared" / dataset / settings_key(self.settings)
 
     def dataset_root(self) -> Path:
         """The dataset folder: `root`, or the synthetic set (generated now if absent)."""
@@ -185,13 +209,7 @@ class VOSDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             self.setup("fit")
-        generator = torch.Generator().manual_seed(self.seed)
-        sampler = RandomSampler(
-            self.train_dataset,
-            replacement=self.samples_per_epoch is not None,
-            num_samples=self.samples_per_epoch,
-            generator=generator,
-        )
+        sampler = EpochSampler(len(self.train_dataset), self.samples_per_epoch, self.seed)
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
@@ -201,8 +219,11 @@ class VOSDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers,
             collate_fn=TrainBatch.collate,
             drop_last=True,
-            generator=generator,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Lightning hook: unpack training batches to float32 once they are on the device."""
+        return batch.unpacked() if isinstance(batch, TrainBatch) else batch
 
     def eval_sequences(self, split: str) -> list[EvalSequence]:
         """Every sequence of `split` for streaming evaluation, prepared first if needed."""
@@ -211,6 +232,5 @@ class VOSDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """EvalSequence objects one at a time, read in the main process (frames stream lazily)."""
-        return DataLoader(
-            self.eval_sequences(self.val_split), batch_size=None, collate_fn=_identity
-        )
+        sequences = ShardedSequences(self.eval_sequences(self.val_split))
+        return DataLoader(sequences, batch_size=None, collate_fn=_identity)

@@ -45,9 +45,7 @@ class EvalSequence:
     def _decoded_frames(self) -> Iterator[CompressedFrame]:
         with CompressedVideo(self.prepared.video_path) as video:
             for frame in video:
-                position = (frame.index, frame.gop_index, frame.gop_position, frame.picture_type)
-                crop = {name: getattr(frame, name)[: self.height, : self.width] for name in FIELDS}
-                yield stored_frame(*position, crop)
+                yield frame.cropped(self.height, self.width)
 
 
 def stored_frame(

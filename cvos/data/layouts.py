@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cvos.errors import DataError
+from cvos.masks import read_label_png
 
 FRAME_SUFFIX = ".jpg"
 MASK_SUFFIX = ".png"
@@ -48,10 +49,15 @@ def _stems(folder: Path, suffix: str) -> list[str]:
     return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix))
 
 
+def _listed_folder(listing: Path, name: str, folder: Path) -> Path:
+    """The frame folder of a sequence that `listing` (a split or meta file) names; it must exist."""
+    if not folder.is_dir():
+        raise DataError(f"{listing} names sequence {name!r}, but {folder} does not exist")
+    return folder
+
+
 def _scan(name: str, frames_dir: Path, masks_dir: Path, *, binary_masks: bool = False) -> Sequence:
     """A sequence from its two folders; every mask must belong to a frame."""
-    if not frames_dir.is_dir():
-        raise DataError(f"sequence {name!r}: frame folder {frames_dir} does not exist")
     frames = _stems(frames_dir, FRAME_SUFFIX)
     if not frames:
         raise DataError(f"sequence {name!r}: no {FRAME_SUFFIX} frames in {frames_dir}")
@@ -109,11 +115,7 @@ def list_davis2016(root: Path, split: str, resolution: str = "480p") -> list[Seq
         listed.setdefault(frame.parent.name, []).append(frame.stem)
     sequences = []
     for name, frames in listed.items():
-        frames_dir = root / "JPEGImages" / resolution / name
-        if not frames_dir.is_dir():
-            raise DataError(
-                f"split file {split_file} names sequence {name!r}, but {frames_dir} does not exist"
-            )
+        frames_dir = _listed_folder(split_file, name, root / "JPEGImages" / resolution / name)
         sequence = _scan(
             name, frames_dir, root / "Annotations" / resolution / name, binary_masks=True
         )
@@ -134,11 +136,7 @@ def list_davis2017(root: Path, split: str, resolution: str = "480p") -> list[Seq
     split_file = root / "ImageSets" / "2017" / f"{split}.txt"
     sequences = []
     for name in _read_split_lines(split_file):
-        frames_dir = root / "JPEGImages" / resolution / name
-        if not frames_dir.is_dir():
-            raise DataError(
-                f"split file {split_file} names sequence {name!r}, but {frames_dir} does not exist"
-            )
+        frames_dir = _listed_folder(split_file, name, root / "JPEGImages" / resolution / name)
         sequence = _scan(name, frames_dir, root / "Annotations" / resolution / name)
         _check_contiguous(sequence)
         _require_masks(sequence, sequence.frame_names[:1])
@@ -159,11 +157,7 @@ def list_ytvos(root: Path, split: str) -> list[Sequence]:
         ) from err
     sequences = []
     for name in sorted(videos):
-        frames_dir = root / split / "JPEGImages" / name
-        if not frames_dir.is_dir():
-            raise DataError(
-                f"meta file {meta_file} names video {name!r}, but {frames_dir} does not exist"
-            )
+        frames_dir = _listed_folder(meta_file, name, root / split / "JPEGImages" / name)
         sequence = _scan(name, frames_dir, root / split / "Annotations" / name)
         objects = videos[name].get("objects", {}).values()
         _require_masks(sequence, sorted({obj["frames"][0] for obj in objects if obj.get("frames")}))
@@ -208,16 +202,6 @@ def read_frames(sequence: Sequence) -> list[np.ndarray]:
     return frames
 
 
-def read_mask(path: Path, *, binary: bool) -> np.ndarray:
-    """H x W uint8 label map: palette indices are object ids; binary 0/255 masks become 0/1."""
-    try:
-        with Image.open(path) as image:
-            mask = np.asarray(image if image.mode == "P" else image.convert("L"))
-    except OSError as err:
-        raise DataError(f"cannot read mask {path} ({err})") from err
-    return (mask > 127).astype(np.uint8) if binary else mask.astype(np.uint8)
-
-
 def read_label_maps(sequence: Sequence, height: int, width: int) -> np.ndarray:
     """T x H x W uint8 label maps (0 on frames without a mask); checks size and the first mask."""
     if not sequence.annotated:
@@ -228,7 +212,9 @@ def read_label_maps(sequence: Sequence, height: int, width: int) -> np.ndarray:
     index = {frame_name: i for i, frame_name in enumerate(sequence.frame_names)}
     for frame_name in sequence.annotated:
         path = sequence.mask_path(frame_name)
-        mask = read_mask(path, binary=sequence.binary_masks)
+        mask = read_label_png(path)
+        if sequence.binary_masks:
+            mask = (mask > 0).astype(np.uint8)
         if mask.shape != (height, width):
             raise DataError(f"mask {path} is {_size(mask)}, but its frame is {width}x{height}")
         labels[index[frame_name]] = mask

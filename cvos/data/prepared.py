@@ -106,14 +106,18 @@ class PreparedSequence:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_representations": None, "_labels": None}  # workers map the files
 
-    def array(self, name: str) -> np.ndarray:
-        """A representation of every frame (bgr, mv, mv_acc, residual, residual_acc): T x H x W x C
-        read-only memory map, cropped back to the frame size."""
+    def representations(self) -> CachedRepresentations:
+        """The codec's arrays of every frame (coded size), memory-mapped; extracted again only if
+        the codec's cache format changed since the sequence was prepared."""
         if self._representations is None:
-            self._representations = RepresentationCache(
-                self.path / REPRESENTATIONS_DIR
-            ).get_or_extract(self.video_path)
-        return getattr(self._representations, name)[:, : self.meta.height, : self.meta.width]
+            cache = RepresentationCache(self.path / REPRESENTATIONS_DIR)
+            self._representations = cache.get_or_extract(self.video_path)
+        return self._representations
+
+    def array(self, name: str) -> np.ndarray:
+        """One representation (bgr, mv, mv_acc, residual, residual_acc) of every frame:
+        T x H x W x C read-only memory map, cropped back to the frame size."""
+        return getattr(self.representations(), name)[:, : self.meta.height, : self.meta.width]
 
     @property
     def labels(self) -> np.ndarray:
@@ -193,7 +197,9 @@ def open_prepared(folder: Path, sequence: Sequence, settings: EncodeSettings) ->
             f"sequence {sequence.name!r} is not prepared in {folder}; run `python -m cvos.prepare`"
         )
     check_meta(meta, folder / META_FILE, sequence, settings)
-    return PreparedSequence(folder, meta, settings)
+    prepared = PreparedSequence(folder, meta, settings)
+    prepared.representations()  # mapped here, so forked loader workers share the mapping
+    return prepared
 
 
 def _object_stats(labels: np.ndarray) -> list[ObjectStats]:

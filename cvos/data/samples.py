@@ -8,13 +8,14 @@ I-frames are targets too (gop_position 0), so the encoder path trains on its own
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from cvos.data.prepared import PreparedSequence
 from cvos.data.prior import gaussian_prior
@@ -32,9 +33,35 @@ from cvos.data.transforms import (
 MIN_REFERENCE_BOX_AREA = 40  # px^2: smaller objects give too few features to match against
 
 
+IMAGES = ("ref_image", "key_image", "target_image")  # in [0, 1]; packed as uint8 x 255
+PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third of the bytes
+    **dict.fromkeys(IMAGES, torch.uint8),
+    **dict.fromkeys(("ref_mask", "key_mask", "target_mask"), torch.uint8),
+    **dict.fromkeys(("mv_acc", "mv", "residual_acc", "prior"), torch.float16),
+}
+
+
+def _pack(name: str, tensor: Tensor) -> Tensor:
+    if name in IMAGES:
+        return tensor.mul(255.0).round_().to(torch.uint8)
+    return tensor.to(PACKED_DTYPES.get(name, tensor.dtype))
+
+
+def _unpack(name: str, tensor: Tensor) -> Tensor:
+    if name in IMAGES:
+        return tensor.float().div_(255.0)
+    return tensor.float() if name in PACKED_DTYPES else tensor
+
+
 @dataclass
 class TrainBatch:
-    """One training batch (or, without the B dimension, one sample); H x W is the crop size."""
+    """One training batch (or, without the B dimension, one sample); H x W is the crop size.
+
+    Samples and the batches a model sees are float32 as documented below. Between them,
+    batches travel packed (`PACKED_DTYPES`: uint8 images and masks, float16 fields), because
+    moving float32 between processes capped the loader at about 80 samples/s at 256 x 512
+    on two cores; `VOSDataModule.on_after_batch_transfer` unpacks them on the device.
+    """
 
     ref_image: Tensor  # B x 3 x H x W float32 RGB in [0, 1]
     ref_mask: Tensor  # B x 1 x H x W float32 {0, 1}, one object per sample
@@ -50,14 +77,22 @@ class TrainBatch:
 
     @classmethod
     def collate(cls, samples: list[TrainBatch]) -> TrainBatch:
-        """Stack unbatched samples along a new first dimension (the DataLoader's collate_fn).
+        """Stack unbatched samples into a packed batch (the DataLoader's collate_fn).
 
         torch's `default_collate` stacks straight into shared memory inside a worker, which
         saves a copy of every batch on its way to the main process.
         """
-        return cls(
-            **{f.name: default_collate([getattr(s, f.name) for s in samples]) for f in fields(cls)}
-        )
+        names = [f.name for f in fields(cls)]
+        with _one_thread():
+            stacked = {
+                name: default_collate([_pack(name, getattr(s, name)) for s in samples])
+                for name in names
+            }
+        return cls(**stacked)
+
+    def unpacked(self) -> TrainBatch:
+        """The float32 batch of a packed one (what `collate` made); a no-op on float32 batches."""
+        return TrainBatch(**{f.name: _unpack(f.name, getattr(self, f.name)) for f in fields(self)})
 
     def apply(self, function: Callable[[Tensor], Tensor]) -> TrainBatch:
         """A batch with `function` applied to every tensor."""
@@ -125,11 +160,40 @@ def find_candidates(prepared: PreparedSequence, sequence_index: int) -> list[Can
     return candidates
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Draws `(candidate index, augmentation seed)` pairs as a function of (seed, epoch) alone.
+
+    Nothing depends on process-global random state, so a run resumed from a checkpoint (Lightning
+    calls `set_epoch`) sees exactly the samples the uninterrupted run saw, whatever the workers.
+    """
+
+    def __init__(self, num_candidates: int, num_samples: int | None, seed: int) -> None:
+        self.num_candidates = num_candidates
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_candidates if self.num_samples is None else self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.num_samples is None:
+            indices = rng.permutation(self.num_candidates)  # every candidate once
+        else:
+            indices = rng.integers(0, self.num_candidates, self.num_samples)  # with replacement
+        seeds = rng.integers(0, 2**62, len(indices))
+        yield from zip(indices.tolist(), seeds.tolist(), strict=True)
+
+
 class TrainDataset(Dataset):
     """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per candidate.
 
-    Randomness comes from torch's generator, which the DataLoader seeds per worker and epoch,
-    so runs are reproducible under `seed_everything` and epochs differ.
+    An item is `(candidate index, seed)` from `EpochSampler`: the seed drives every random
+    augmentation of that sample, so samples are reproducible and epochs differ.
     """
 
     def __init__(
@@ -148,9 +212,12 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.candidates)
 
-    def __getitem__(self, index: int) -> TrainBatch:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        candidate = self.candidates[index]
+    def __getitem__(self, key: tuple[int, int]) -> TrainBatch:
+        index, seed = key
+        with _one_thread():
+            return self._sample(self.candidates[index], np.random.default_rng(seed))
+
+    def _sample(self, candidate: Candidate, rng: np.random.Generator) -> TrainBatch:
         clip = self._clip(candidate, rng)
         ref_image, ref_mask = self._reference(candidate, rng)
         return TrainBatch(
@@ -205,6 +272,19 @@ class TrainDataset(Dataset):
         scale_range = (1 / augment.prior_scale, augment.prior_scale)
         prior = gaussian_prior(mask, jitter=augment.prior_jitter, scale_range=scale_range, rng=rng)
         return torch.from_numpy(prior)[None]
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread: a sample is many small ops, and handing each to a thread pool
+    costs more than the op (loader workers are single-threaded already; this covers
+    `num_workers=0`, where one op took 50x longer on two threads of a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _binary(labels: np.ndarray, object_id: int) -> np.ndarray:

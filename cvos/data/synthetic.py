@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -19,7 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 2
+from cvos.masks import write_label_png
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 3
 RESOLUTION = "480p"  # the DAVIS folder name; the frames themselves are `height` x `width`
 LATTICE = 64  # texture lattice points per side; a texture repeats every LATTICE cells
 
@@ -133,63 +138,68 @@ def _blob(rng: np.random.Generator, frames: int, height: int, width: int) -> Blo
     radius = float(rng.uniform(0.12, 0.22) * min(height, width))
     ts = np.arange(frames)
     margin = np.array([radius * 0.5, radius * 0.5])
+    wobble = [rng.integers(2, 5, 3), rng.uniform(0.0, 0.2, 3), rng.uniform(0, 2 * np.pi, 3)]
+    pulse = np.sin(rng.uniform(0.05, 0.2) * ts + rng.uniform(0, 2 * np.pi))  # T, for the scale
     return Blob(
         surface=_surface(rng),
         radius=radius,
-        harmonics=np.stack(
-            [rng.integers(2, 5, 3), rng.uniform(0.0, 0.2, 3), rng.uniform(0, 2 * np.pi, 3)], axis=1
-        ),
+        harmonics=np.stack(wobble, axis=1),
         centres=_trajectory(rng, frames, margin, np.array([width, height]) - margin),
         angles=rng.uniform(0, 2 * np.pi) + rng.uniform(-0.03, 0.03) * ts,
-        scales=1.0
-        + rng.uniform(0.05, 0.25) * np.sin(rng.uniform(0.05, 0.2) * ts + rng.uniform(0, 2 * np.pi)),
+        scales=1.0 + rng.uniform(0.05, 0.25) * pulse,
     )
+
+
+@dataclass
+class Scene:
+    """Everything that moves in one video."""
+
+    background: Surface
+    pan: np.ndarray  # T x 2 camera offset (x, y)
+    blobs: list[Blob]  # blob i has label i + 1
+    depth_order: np.ndarray  # blob indices, farthest first
+
+
+def _scene(rng: np.random.Generator, frames: int, spec: SyntheticSpec) -> Scene:
+    count = int(rng.integers(1, spec.max_objects + 1))
+    return Scene(
+        background=_surface(rng),
+        pan=rng.uniform(-1.0, 1.0, 2) * np.arange(frames)[:, None],
+        blobs=[_blob(rng, frames, spec.height, spec.width) for _ in range(count)],
+        depth_order=rng.permutation(count),
+    )
+
+
+def _draw(scene: Scene, frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """T x H*W x 3 float colours and T x H*W uint8 labels, objects drawn back to front."""
+    ys, xs = np.mgrid[0:height, 0:width].reshape(2, -1).astype(np.float64)  # each H*W
+    images = np.empty((frames, height * width, 3), np.float64)
+    labels = np.zeros((frames, height * width), np.uint8)
+    for t in range(frames):
+        images[t] = scene.background.colour(xs + scene.pan[t, 0], ys + scene.pan[t, 1])
+        for index in scene.depth_order:
+            inside, u, v = scene.blobs[index].inside(xs, ys, t)
+            images[t, inside] = scene.blobs[index].surface.colour(u[inside], v[inside])
+            labels[t, inside] = index + 1
+    return images, labels
 
 
 def render_video(rng: np.random.Generator, spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray]:
     """One video: T x H x W x 3 uint8 RGB frames and T x H x W uint8 label maps (ids 1..n).
 
-    Objects are drawn back to front in a random depth order, so they occlude each other; the
-    draw is repeated until every object shows at least 1% of the frame on the first frame.
+    Objects occlude each other in a random depth order; the scene is drawn again until every
+    object shows at least 1% of the frame on the first frame (its mask there starts it).
     """
     frames = int(rng.integers(spec.min_frames, spec.max_frames + 1))
     h, w = spec.height, spec.width
-    ys, xs = np.mgrid[0:h, 0:w].reshape(2, -1).astype(np.float64)  # each H*W
     while True:
-        background = _surface(rng)
-        pan = rng.uniform(-1.0, 1.0, 2) * np.arange(frames)[:, None]  # T x 2 camera offset
-        blobs = [
-            _blob(rng, frames, h, w) for _ in range(int(rng.integers(1, spec.max_objects + 1)))
-        ]
-        depth_order = rng.permutation(len(blobs))  # drawn first = farthest
-        images = np.empty((frames, h * w, 3), np.float64)
-        labels = np.zeros((frames, h * w), np.uint8)
-        for t in range(frames):
-            images[t] = background.colour(xs + pan[t, 0], ys + pan[t, 1])
-            for index in depth_order:
-                inside, u, v = blobs[index].inside(xs, ys, t)
-                images[t, inside] = blobs[index].surface.colour(u[inside], v[inside])
-                labels[t, inside] = index + 1
-        visible = np.bincount(labels[0], minlength=len(blobs) + 1)[1:]
+        scene = _scene(rng, frames, spec)
+        images, labels = _draw(scene, frames, h, w)
+        visible = np.bincount(labels[0], minlength=len(scene.blobs) + 1)[1:]
         if visible.min() >= 0.01 * h * w:
             break
     rgb = np.clip(images, 0, 255).round().astype(np.uint8).reshape(frames, h, w, 3)
     return rgb, labels.reshape(frames, h, w)
-
-
-def davis_palette() -> list[int]:
-    """The 256-colour palette of DAVIS masks (the PASCAL VOC colour map), flat RGB."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def _write_video(root: Path, name: str, frames: np.ndarray, labels: np.ndarray) -> None:
@@ -197,12 +207,9 @@ def _write_video(root: Path, name: str, frames: np.ndarray, labels: np.ndarray) 
     masks_dir = root / "Annotations" / RESOLUTION / name
     frames_dir.mkdir(parents=True)
     masks_dir.mkdir(parents=True)
-    palette = davis_palette()
     for t, (frame, label) in enumerate(zip(frames, labels, strict=True)):
         Image.fromarray(frame).save(frames_dir / f"{t:05d}.jpg", quality=90)
-        mask = Image.fromarray(label, mode="P")
-        mask.putpalette(palette)
-        mask.save(masks_dir / f"{t:05d}.png")
+        write_label_png(masks_dir / f"{t:05d}.png", label)
 
 
 def generate_synthetic(root: Path, spec: SyntheticSpec) -> None:
@@ -227,6 +234,7 @@ def ensure_synthetic(cache_dir: Path, spec: SyntheticSpec) -> Path:
     if root.is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
+    log.info("generating the synthetic dataset into %s", root)
     partial = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         generate_synthetic(partial, spec)

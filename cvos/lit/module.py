@@ -40,7 +40,7 @@ class CVOSLitModule(pl.LightningModule):
         encoder: dict[str, Any],
         use_rsm: bool = False,
         use_sam: bool = False,
-        embed_dim: int = 256,
+        embed_dim: int | None = None,
         topk: int = 20,
         temperature: float = 10.0,
         sam_loss_weight: float = 0.5,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cvos.masks import read_label_png
 from cvos.metrics.davis import (
     COLUMNS,
     DavisReport,
@@ -20,7 +21,6 @@ from cvos.metrics.folders import (
     evaluate_folders,
     list_sequences,
     read_label_dir,
-    read_label_png,
     read_prediction_dir,
 )
 from cvos.metrics.measures import (

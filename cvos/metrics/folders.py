@@ -2,7 +2,8 @@
 
 Masks are either indexed palette PNGs with one id per object (DAVIS 2017, predictions) or
 grayscale 0/255 PNGs with a single object (DAVIS 2016); anything non-zero in a grayscale mask
-is object 1. Every problem raises a DataError that names the offending file or folder.
+is object 1 (see `cvos.masks.read_label_png`). Every problem raises a DataError that names the
+offending file or folder.
 """
 
 from __future__ import annotations
@@ -10,42 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from cvos.errors import DataError
+from cvos.masks import read_label_png
 from cvos.metrics.davis import DavisReport, evaluate_sequence, report
-
-# Single-object masks: anything non-zero in the (first) channel is object 1. DAVIS 2016 ships
-# L masks (and one LA); colour masks are accepted only when all channels agree (gray).
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16")
-_COLOUR_MODES = ("RGB", "RGBA")
-
-
-def read_label_png(path: Path) -> np.ndarray:
-    """H x W uint8 label map: palette indices as stored, grayscale masks as 0/1."""
-    try:
-        with Image.open(path) as image:
-            return _labels_of(image, path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"{path}: not a readable PNG mask ({err})") from None
-
-
-def _labels_of(image: Image.Image, path: Path) -> np.ndarray:
-    """Palette PNGs keep their indices; any other mask must be gray (its alpha is ignored)."""
-    if image.mode == "P":
-        return np.asarray(image, dtype=np.uint8)
-    if image.mode in _GRAY_MODES:
-        return (np.asarray(image.getchannel(0)) > 0).astype(np.uint8)
-    if image.mode in _COLOUR_MODES:
-        channels = np.asarray(image.convert("RGB"))  # H x W x 3
-        if (channels == channels[..., :1]).all():
-            return (channels[..., 0] > 0).astype(np.uint8)
-    raise DataError(
-        f"{path}: unsupported {image.mode} PNG; expected an indexed (palette) mask with one id "
-        "per object, or a grayscale 0/255 mask"
-    )
 
 
 def read_label_dir(directory: Path) -> tuple[list[str], np.ndarray]:

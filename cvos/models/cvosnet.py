@@ -26,6 +26,7 @@ from cvos.models.warp import downsample_flow, warp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Width of the feature context the refinement head sees next to each object's scores.
+MAX_EMBED_DIM = 256  # the paper's embedding; smaller encoders (tiny) embed in their own width
 REFINE_CONTEXT = 32
 REFINE_WIDTH = 32
 
@@ -74,14 +75,15 @@ class CVOSNet(nn.Module):
     """Encoder + 1x1 projection on I-frames; warp (+ RSM) (+ SAM) on P-frames; matching decoder.
 
     With `use_rsm` / `use_sam` off, `rsm` / `sam` are None and own no parameters, so the
-    variants warp, rsm, sam and rsm_sam are one class.
+    variants warp, rsm, sam and rsm_sam are one class. `embed_dim=None` takes the encoder's
+    width capped at 256, so heads follow the encoder instead of a number repeated in configs.
     """
 
     def __init__(
         self,
         encoder: Encoder,
         *,
-        embed_dim: int = 256,
+        embed_dim: int | None = None,
         use_rsm: bool = True,
         use_sam: bool = True,
         topk: int = 20,
@@ -92,6 +94,7 @@ class CVOSNet(nn.Module):
             raise ConfigError(f"topk must be >= 1 and temperature > 0, got {topk}, {temperature}")
         self.encoder = encoder
         self.stride = encoder.stride
+        embed_dim = embed_dim or min(MAX_EMBED_DIM, encoder.out_channels)
         self.embed_dim = embed_dim
         self.topk = topk
         self.temperature = temperature
