@@ -38,16 +38,18 @@ def friendly_errors(func: Callable[..., T]) -> Callable[..., T]:
 
 
 def record_failure(job_dir: Path, err: BaseException) -> None:
-    """Write a failed sweep job's error where `cvos.compare` finds it, instead of stopping the sweep."""
+    """Write a failed sweep job's error where `cvos.compare` finds it; the sweep goes on."""
     job_dir.mkdir(parents=True, exist_ok=True)
     message = f"{type(err).__name__}: {err}"
-    (job_dir / "metrics.json").write_text(json.dumps({"status": "failed", "error": message}, indent=2))
+    (job_dir / "metrics.json").write_text(
+        json.dumps({"status": "failed", "error": message}, indent=2)
+    )
     (job_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
     print(f"error: job in {job_dir} failed: {message}", file=sys.stderr)
 
 
 def run_job(task: Callable[[], T], job_dir: Path, *, in_sweep: bool) -> T | None:
-    """Run one Hydra job: in a sweep a failure is recorded and the sweep goes on; alone it exits 1."""
+    """Run one Hydra job: in a sweep a failure is recorded; a single run exits 1 on it."""
     if not in_sweep:
         return friendly_errors(task)()
     try:
@@ -77,13 +79,17 @@ def check_data_config(data: Any) -> None:
     """Fail before any work on a data config that cannot run, saying what to set."""
     gop = data.gop_size
     if not isinstance(gop, int) or isinstance(gop, bool) or gop < 1:
-        raise ConfigError(f"data.gop_size must be a whole number >= 1, got {gop!r}; set e.g. data.gop_size=12")
+        raise ConfigError(
+            f"data.gop_size must be a whole number >= 1, got {gop!r}; set e.g. data.gop_size=12"
+        )
     if data.name == "synthetic":
         return
     if data.root is None:
         raise ConfigError(f"data={data.name} needs its dataset folder: set data.root=<path>")
     if not Path(data.root).is_dir():
-        raise ConfigError(f"data.root={data.root}: no such folder; set data.root to the {data.name} dataset")
+        raise ConfigError(
+            f"data.root={data.root}: no such folder; set data.root to the {data.name} dataset"
+        )
 
 
 def instantiate(config: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""`python -m cvos.evaluate [ckpt=<path>] data=<name> [data.root=<path>]`: segment and score a split.
+"""`python -m cvos.evaluate [ckpt=<path>] data=<name> [data.root=<path>]`: segment, score.
 
 Writes into the run directory: `masks/<sequence>/<frame>.png` (indexed, at the frames' size),
 `sequences.csv` (one row per sequence), `metrics.json` (overall J&F and speed), `overlays/`.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,9 @@ def save_overlays(run_dir: Path, sequence: EvalSequence, result: SequenceResult)
     return paths
 
 
-def sequence_row(sequence: EvalSequence, result: SequenceResult, scores: SequenceScores | None) -> dict:
+def sequence_row(
+    sequence: EvalSequence, result: SequenceResult, scores: SequenceScores | None
+) -> dict:
     """One CSV row: the sequence's J/F columns (when scored) and its speed."""
     row: dict[str, Any] = {"sequence": sequence.name, "frames": result.timing.frames}
     if scores is not None:
@@ -116,8 +118,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if net is not None:
         net = net.to(device).eval()
     datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    sequences = datamodule.eval_sequences(cfg.split)
+    sequences = [replace(s, decode=cfg.decode) for s in datamodule.eval_sequences(cfg.split)]
     run = EvaluationRun()
     overlays: list[Path] = []
     for sequence in tqdm(sequences, desc=f"evaluate {cfg.data.name}/{cfg.split}", unit="seq"):
@@ -131,7 +132,9 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         save_masks(run_dir, sequence, result)
         scores = None
         if sequence.gt_masks is not None:
-            scores = evaluate_sequence(sequence.name, sequence.gt_masks, result.labels, sequence.object_ids)
+            scores = evaluate_sequence(
+                sequence.name, sequence.gt_masks, result.labels, sequence.object_ids
+            )
             run.scores.append(scores)
         run.rows.append(sequence_row(sequence, result, scores))
         if wants_overlays:
@@ -157,10 +160,15 @@ def write_reports(cfg: DictConfig, run_dir: Path, run: EvaluationRun, overlays: 
         writer.writerows(run.rows)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_overlays(cfg, overlays)
-    summary = f"J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}), " if run.scores else ""
+    summary = (
+        f"J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}), "
+        if run.scores
+        else ""
+    )
     print(
         f"{summary}{metrics['fps']:.1f} frames/s over {metrics['frames']} frames "
-        f"({metrics['ms_per_iframe']:.1f} ms per I-frame, {metrics['ms_per_pframe']:.1f} ms per P-frame, "
+        f"({metrics['ms_per_iframe']:.1f} ms per I-frame, "
+        f"{metrics['ms_per_pframe']:.1f} ms per P-frame, "
         f"decode {metrics['decode_ms_per_frame']:.1f} ms per frame); results in {run_dir}"
     )
     return metrics

@@ -25,7 +25,7 @@ from cvos.masks import read_label_png, write_label_png
 
 
 def read_first_mask(path: Path) -> np.ndarray:
-    """H x W uint8 label map from a 0/255 binary or an indexed palette PNG; it must hold an object."""
+    """H x W uint8 labels from a 0/255 or an indexed palette PNG; it must hold an object."""
     labels = read_label_png(path)
     if not labels.any():
         raise DataError(f"{path}: the first-frame mask has no object (every pixel is background)")
@@ -81,12 +81,20 @@ def segment(cfg: DictConfig, run_dir: Path) -> Path:
     module = load_checkpoint(cfg.ckpt) if cfg.ckpt is not None else None
     net = module.net.eval() if module is not None else None
     propagation = module.hparams.propagation if module is not None else "mask"
-    propagator = Propagator(net, propagation=propagation, input_size=cfg.input_size, device=cfg.device)
+    propagator = Propagator(
+        net, propagation=propagation, input_size=cfg.input_size, device=cfg.device
+    )
     height, width = first.shape
     count = 0
-    with CompressedVideo(video_path) as video, OverlayWriter(run_dir / "overlay.mp4", height, width, cfg.fps) as out:
+    with (
+        CompressedVideo(video_path) as video,
+        OverlayWriter(run_dir / "overlay.mp4", height, width, cfg.fps) as out,
+    ):
         if (video.height, video.width) < (height, width):
-            raise DataError(f"{cfg.mask}: mask is {width}x{height} but the video is {video.width}x{video.height}")
+            raise DataError(
+                f"{cfg.mask}: mask is {width}x{height} "
+                f"but the video is {video.width}x{video.height}"
+            )
         for frame in tqdm(video, total=len(video), desc="segment", unit="frame"):
             frame = frame.cropped(height, width)
             output = propagator.step(frame, first if frame.index == 0 else None)

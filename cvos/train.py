@@ -44,14 +44,14 @@ def run_tags(cfg: DictConfig) -> list[str]:
 
 
 def wandb_group(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> str:
-    """The configured group, else one group per sweep (named after its folder), else the experiment."""
+    """The configured group, else one group per sweep (named after its folder) or experiment."""
     if cfg.logger.wandb.group is not None:
         return cfg.logger.wandb.group
     return f"{cfg.experiment}-{run_dir.parent.name}" if in_sweep else cfg.experiment
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> list[Logger]:
-    """Instantiate the `logger` group; W&B gets the resolved config and tags, offline without a key."""
+    """Instantiate the `logger` group; every logger gets the resolved config, W&B the tags."""
     loggers = []
     for name, logger_cfg in (cfg.logger or {}).items():
         extra: dict[str, Any] = {}
@@ -60,11 +60,12 @@ def build_loggers(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> list[Logger
                 "offline": wandb_offline(logger_cfg.offline),
                 "group": wandb_group(cfg, run_dir, in_sweep),
                 "tags": run_tags(cfg),
-                "config": OmegaConf.to_container(cfg, resolve=True),
-                "name": f"{cfg.model.variant}-{cfg.encoder.name}-gop{cfg.data.gop_size}-{run_dir.name}",
+                "name": f"{cfg.model.variant}-{cfg.encoder.name}-{run_dir.name}",
                 "job_type": "train",
             }
         loggers.append(instantiate(logger_cfg, **extra))
+    for logger in loggers:  # the whole resolved config, not only the model's arguments
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return loggers
 
 
@@ -91,7 +92,9 @@ def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, A
     loggers = build_loggers(cfg, run_dir, in_sweep)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", **cfg.checkpoint)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = pl.Trainer(**trainer_args, logger=loggers or False, callbacks=[checkpoints], default_root_dir=run_dir)
+    trainer = pl.Trainer(
+        **trainer_args, logger=loggers or False, callbacks=[checkpoints], default_root_dir=run_dir
+    )
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
@@ -107,7 +110,9 @@ def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, A
             "checkpoint": str(checkpoints.last_model_path or ""),
         }
         for logger in loggers:
-            logger.log_metrics({f"final/{k}": float(v) for k, v in metrics.items() if k in FINAL_KEYS})
+            logger.log_metrics(
+                {f"final/{k}": float(v) for k, v in metrics.items() if k in FINAL_KEYS}
+            )
         status = "success"
     finally:
         finish_loggers(loggers, status)

@@ -74,13 +74,19 @@ def test_feature_propagation_segments_every_object_with_flat_state(
     assert len(set(shapes)) == 1  # nothing accumulates frame after frame
 
 
-def test_objects_start_on_the_frame_of_their_first_mask(square: tuple[SyntheticVideo, Path]) -> None:
+def test_objects_start_on_the_frame_of_their_first_mask(
+    square: tuple[SyntheticVideo, Path],
+) -> None:
     video, path = square
     late = np.zeros((HEIGHT, WIDTH), np.uint8)
     late[video.masks[5]] = 2
     early = np.zeros((HEIGHT, WIDTH), np.uint8)
     early[100:120, 180:210] = 1
-    labels = run(Propagator(tiny_net(use_rsm=False, use_sam=True), propagation="feature"), path, {0: early, 5: late})
+    labels = run(
+        Propagator(tiny_net(use_rsm=False, use_sam=True), propagation="feature"),
+        path,
+        {0: early, 5: late},
+    )
     assert all(2 not in frame for frame in labels[:5])
     assert np.array_equal(labels[5] == 2, video.masks[5])
     assert propagator_ids(labels) == {0, 1, 2}

@@ -1,8 +1,9 @@
-"""A real sweep: `python -m cvos.train -m experiment=ablation_modules`, then `python -m cvos.compare`."""
+"""A real sweep: `cvos.train -m experiment=ablation_modules`, then `cvos.compare` on it."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from wandb_records import read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"warp", "rsm", "sam", "rsm_sam", "framewise", "mask_warp"}
@@ -21,7 +23,20 @@ pytestmark = pytest.mark.slow
 def run(command: list[str], cache: Path) -> subprocess.CompletedProcess:
     environment = {**os.environ, "CVOS_CACHE": str(cache), "WANDB_MODE": "offline"}
     environment.pop("WANDB_API_KEY", None)
-    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=900
+    )
+
+
+def check_wandb_run(job: Path) -> None:
+    """One offline W&B run in the job, with the resolved config, the tags and the final J&F."""
+    (run_dir,) = (job / "wandb").glob("offline-run-*")
+    recorded = read_offline_run(run_dir)
+    variant = recorded.config["model"]["variant"]
+    assert recorded.config["data"]["gop_size"] == 12
+    assert {f"model:{variant}", "encoder:tiny", "gop:12"} <= set(recorded.tags)
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert recorded.summary["final/J&F"] == pytest.approx(metrics["J&F"])
 
 
 def test_module_ablation_sweep_and_comparison(tmp_path: Path) -> None:
@@ -29,17 +44,27 @@ def test_module_ablation_sweep_and_comparison(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     result = run(
         [
-            sys.executable, "-m", "cvos.train", "-m", "experiment=ablation_modules", "logger=wandb",
-            f"hydra.sweep.dir={sweep}", "++trainer.fast_dev_run=true", "data.samples_per_epoch=8",
-            "data.batch_size=4", "data.num_workers=0", "data.max_val_sequences=1", "model.embed_dim=32",
+            sys.executable,
+            "-m",
+            "cvos.train",
+            "-m",
+            "experiment=ablation_modules",
+            "logger=wandb",
+            f"hydra.sweep.dir={sweep}",
+            "++trainer.fast_dev_run=true",
+            "data.samples_per_epoch=8",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "data.max_val_sequences=1",
+            "model.embed_dim=32",
         ],  # fmt: skip
         cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(path for path in sweep.iterdir() if (path / ".hydra").is_dir())
     assert len(jobs) == len(VARIANTS)
-    wandb_runs = [run_dir for job in jobs for run_dir in (job / "wandb").glob("offline-run-*")]
-    assert len(wandb_runs) == len(VARIANTS)  # one offline W&B run per job
+    for job in jobs:  # every model variant ran its fast_dev_run and its own offline W&B run
+        check_wandb_run(job)
 
     out = tmp_path / "comparison"
     compared = run([sys.executable, "-m", "cvos.compare", str(sweep), "--out", str(out)], cache)
@@ -57,15 +82,27 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
     sweep_ok = tmp_path / "sweep2"
     result = run(
         [
-            sys.executable, "-m", "cvos.train", "-m", "model=warp", "model.topk=0,5",
-            f"hydra.sweep.dir={sweep_ok}", "++trainer.fast_dev_run=true", "data.samples_per_epoch=8",
-            "data.batch_size=4", "data.num_workers=0", "data.max_val_sequences=1", "model.embed_dim=32",
+            sys.executable,
+            "-m",
+            "cvos.train",
+            "-m",
+            "model=warp",
+            "model.topk=0,5",
+            f"hydra.sweep.dir={sweep_ok}",
+            "++trainer.fast_dev_run=true",
+            "data.samples_per_epoch=8",
+            "data.batch_size=4",
+            "data.num_workers=0",
+            "data.max_val_sequences=1",
+            "model.embed_dim=32",
         ],  # fmt: skip
         tmp_path / "cache",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "comparison"
-    compared = run([sys.executable, "-m", "cvos.compare", str(sweep_ok), "--out", str(out)], tmp_path / "cache")
+    compared = run(
+        [sys.executable, "-m", "cvos.compare", str(sweep_ok), "--out", str(out)], tmp_path / "cache"
+    )
     assert compared.returncode == 0, compared.stderr[-3000:]
     with open(out / "comparison.csv", newline="") as handle:
         rows = {row["model.topk"]: row for row in csv.DictReader(handle)}

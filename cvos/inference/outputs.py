@@ -10,7 +10,7 @@ OVERLAY_ALPHA = 0.5
 
 
 def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Blend each object's palette colour over an H x W x 3 RGB frame where the label is non-zero."""
+    """Blend each object's palette colour over an H x W x 3 RGB frame where its label is."""
     colours = PALETTE[labels].astype(np.float32)  # H x W x 3
     blended = rgb.astype(np.float32)
     inside = labels > 0

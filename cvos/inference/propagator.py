@@ -54,15 +54,17 @@ class PropagatorState:
     prev_probs: Tensor | None = None  # O x 1 x h x w, the previous frame's object probabilities
 
 
-def network_size(height: int, width: int, stride: int, input_size: tuple[int, int] | None) -> tuple[int, int]:
-    """The network's input size: `input_size` if given, else the frame size rounded up to the stride."""
+def network_size(
+    height: int, width: int, stride: int, input_size: tuple[int, int] | None
+) -> tuple[int, int]:
+    """The network's input size: `input_size`, else the frame size rounded up to the stride."""
     if input_size is not None:
         return int(input_size[0]), int(input_size[1])
     return stride * math.ceil(height / stride), stride * math.ceil(width / stride)
 
 
 def _field(array: np.ndarray, size: tuple[int, int], device: torch.device) -> Tensor:
-    """H x W x C array -> 1 x C x h x w float tensor, resized with nearest neighbours (blockwise fields)."""
+    """H x W x C array -> 1 x C x h x w float tensor, resized nearest (blockwise fields)."""
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1)[None].float()
     return F.interpolate(tensor, size=size, mode="nearest")
 
@@ -97,7 +99,9 @@ class Propagator:
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
         if net is None and propagation != "mask":
-            raise ValueError(f"propagation {propagation!r} needs a network; only 'mask' runs without one")
+            raise ValueError(
+                f"propagation {propagation!r} needs a network; only 'mask' runs without one"
+            )
         self.net = net
         self.propagation = propagation
         self.input_size = input_size
@@ -111,7 +115,7 @@ class Propagator:
 
     @torch.inference_mode()
     def step(self, frame: CompressedFrame, new_masks: np.ndarray | None = None) -> FrameOutput:
-        """Segment the next frame; `new_masks` (H x W label map) adds the objects that start here."""
+        """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here."""
         height, width = frame.bgr.shape[:2]
         size = network_size(height, width, self.stride, self.input_size)
         inputs = frame_inputs(frame, size, self.device)
@@ -161,7 +165,9 @@ class Propagator:
         priors = [torch.from_numpy(gaussian_prior(mask)) for mask in masks]
         return torch.stack(priors)[:, None].to(self.device)
 
-    def _object_probs(self, frame: CompressedFrame, inputs: NetInputs, feats: Tensor | None) -> Tensor:
+    def _object_probs(
+        self, frame: CompressedFrame, inputs: NetInputs, feats: Tensor | None
+    ) -> Tensor:
         """Foreground probability of every known object: O x 1 x h x w."""
         state = self.state
         size = tuple(inputs.image.shape[-2:])
@@ -183,23 +189,31 @@ class Propagator:
         """mask propagation: the I-frame's probabilities warped with the accumulated motion."""
         if frame.picture_type == PictureType.I:
             return self.state.prev_probs
-        return warp_mask(self.state.key_probs, inputs.mv_acc.expand(len(self.state.object_ids), -1, -1, -1))
+        return warp_mask(
+            self.state.key_probs, inputs.mv_acc.expand(len(self.state.object_ids), -1, -1, -1)
+        )
 
     def _window(self, prev: Tensor) -> Tensor:
         """The previous masks dilated by a square, to keep each object localised at I-frames."""
         present = (prev > 0.5).float()
-        dilated = F.max_pool2d(present, 2 * self.iframe_window + 1, stride=1, padding=self.iframe_window)
+        dilated = F.max_pool2d(
+            present, 2 * self.iframe_window + 1, stride=1, padding=self.iframe_window
+        )
         empty = present.flatten(1).sum(dim=1) == 0
         dilated[empty] = 1.0
         return dilated
 
-    def _add_objects(self, labels: np.ndarray, feats: Tensor | None, probs: Tensor, size: tuple[int, int]) -> Tensor:
-        """Register the objects that start on this frame and return O x 1 x h x w with their masks."""
+    def _add_objects(
+        self, labels: np.ndarray, feats: Tensor | None, probs: Tensor, size: tuple[int, int]
+    ) -> Tensor:
+        """Register the objects that start on this frame; returns O x 1 x h x w with their masks."""
         ids = [int(i) for i in np.unique(labels) if i != 0]
         for object_id in ids:
             if object_id in self.state.object_ids:
                 raise DataError(f"object {object_id} is given a first mask twice")
-        masks = torch.from_numpy(np.stack([labels == i for i in ids])).to(self.device).float()[:, None]
+        masks = (
+            torch.from_numpy(np.stack([labels == i for i in ids])).to(self.device).float()[:, None]
+        )
         masks = F.interpolate(masks, size=size, mode="nearest")  # O_new x 1 x h x w
         if feats is not None:
             frame_feats = feats[:1]  # with SAM, any object's features serve for a new reference
@@ -217,7 +231,9 @@ class Propagator:
             empty = torch.ones(1, *frame_size, device=self.device)
             return FrameOutput(probs=empty, labels=np.zeros(frame_size, np.uint8), object_ids=ids)
         merged = soft_aggregate(probs[:, 0][None])[0]  # (O+1) x h x w
-        merged = F.interpolate(merged[None], size=frame_size, mode="bilinear", align_corners=False)[0]
+        merged = F.interpolate(merged[None], size=frame_size, mode="bilinear", align_corners=False)[
+            0
+        ]
         lookup = torch.tensor([0, *ids], device=self.device, dtype=torch.uint8)
         labels = lookup[merged.argmax(dim=0)].cpu().numpy()
         return FrameOutput(probs=merged, labels=labels, object_ids=ids)

@@ -41,7 +41,9 @@ class SequenceResult:
     kept: dict[int, np.ndarray] = field(default_factory=dict)  # frame index -> H x W x 3 RGB
 
 
-def _timed_frames(frames: Iterator[CompressedFrame], timing: SequenceTiming) -> Iterator[CompressedFrame]:
+def _timed_frames(
+    frames: Iterator[CompressedFrame], timing: SequenceTiming
+) -> Iterator[CompressedFrame]:
     """Yield frames while adding the time spent producing them to `timing.decode_s`."""
     while True:
         start = time.perf_counter()
@@ -60,7 +62,7 @@ def _synchronize(device: torch.device) -> None:
 def segment_sequence(
     propagator: Propagator, sequence: EvalSequence, keep_frames: Collection[int] = ()
 ) -> SequenceResult:
-    """Segment every frame of `sequence` in decode order, starting objects where their mask is given.
+    """Segment every frame of `sequence` in decode order; objects start where their mask is given.
 
     The RGB images of `keep_frames` are returned too (for overlays), so nothing is decoded twice.
     """
@@ -72,7 +74,9 @@ def segment_sequence(
         output: FrameOutput = propagator.step(frame, sequence.init_masks.get(index))
         _synchronize(propagator.device)
         elapsed = time.perf_counter() - start
-        (timing.iframe_s if frame.picture_type == PictureType.I else timing.pframe_s).append(elapsed)
+        (timing.iframe_s if frame.picture_type == PictureType.I else timing.pframe_s).append(
+            elapsed
+        )
         labels[index] = output.labels
         if index in keep_frames:
             kept[index] = frame.rgb.copy()

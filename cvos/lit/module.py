@@ -155,8 +155,13 @@ def load_checkpoint(path: str | Path, *, variant: str | None = None) -> CVOSLitM
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         hparams = dict(checkpoint["hyper_parameters"])
     except Exception as err:  # torch raises many types for corrupt files; one message for all
-        raise CheckpointError(f"{path}: not a readable cvos checkpoint ({type(err).__name__}: {err})") from err
-    hparams["encoder"] = {**hparams["encoder"], "weights": None}  # the weights are in the checkpoint
+        raise CheckpointError(
+            f"{path}: not a readable cvos checkpoint ({type(err).__name__}: {err})"
+        ) from err
+    hparams["encoder"] = {
+        **hparams["encoder"],
+        "weights": None,
+    }  # the weights are in the checkpoint
     module = CVOSLitModule(**hparams)
     try:
         module.load_state_dict(checkpoint["state_dict"])
