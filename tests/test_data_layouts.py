@@ -11,13 +11,13 @@ from data_fixtures import (
     tiny_videos,
     write_davis2016,
     write_davis2017,
-    write_palette_mask,
     write_ytvos,
 )
 from PIL import Image
 
 from cvos.data.layouts import list_sequences, read_frames, read_label_maps
 from cvos.errors import DataError
+from cvos.masks import write_label_png
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_ytvos_object_without_its_first_mask(tmp_path: Path) -> None:
 def test_mask_size_differs_from_its_frame(tmp_path: Path, videos: dict) -> None:
     root = write_davis2017(tmp_path, videos, {"train": ["seq-0"]})
     path = root / "Annotations" / "480p" / "seq-0" / "00004.png"
-    write_palette_mask(path, np.zeros((20, 36), np.uint8))
+    write_label_png(path, np.zeros((20, 36), np.uint8))
     sequence = list_sequences("davis2017", root, "train")[0]
     with pytest.raises(DataError, match=r"mask .*00004.png is 36x20, but its frame is 72x40"):
         read_label_maps(sequence, 40, 72)
@@ -136,7 +136,7 @@ def test_frame_size_differs_within_a_sequence(tmp_path: Path, videos: dict) -> N
 
 def test_empty_first_frame_mask(tmp_path: Path, videos: dict) -> None:
     root = write_davis2017(tmp_path, videos, {"train": ["seq-0"]})
-    write_palette_mask(
+    write_label_png(
         root / "Annotations" / "480p" / "seq-0" / "00000.png", np.zeros((40, 72), np.uint8)
     )
     sequence = list_sequences("davis2017", root, "train")[0]
