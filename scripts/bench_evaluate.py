@@ -45,8 +45,8 @@ def write_checkpoint(path: Path, variant: str, encoder: str) -> None:
 
 
 def evaluate(variant: str, checkpoint: Path | None, data: list[str], run_dir: Path) -> dict:
-    command = [sys.executable, "-m", "cvos.evaluate", f"model={variant}", f"hydra.run.dir={run_dir}"]
-    command += [*data, "overlay_sequences=0"]
+    command = [sys.executable, "-m", "cvos.evaluate", f"model={variant}", *data]
+    command += [f"hydra.run.dir={run_dir}", "overlay_sequences=0"]
     if checkpoint is not None:
         command.append(f"ckpt={checkpoint}")
     subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
