@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 from PIL import Image
 from wandb_records import read_offline_run
 
@@ -111,3 +112,26 @@ def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None
         rows = {row["model.topk"]: row for row in csv.DictReader(handle)}
     assert rows["5"]["status"] == "ok"
     assert rows["0"]["status"] == "failed" and "topk" in rows["0"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "node", "target"),
+    [
+        (["experiment=search"], "sweeper", "hydra_plugins.hydra_optuna_sweeper"),
+        (["hydra/launcher=local_parallel"], "launcher", "hydra_plugins.hydra_joblib_launcher"),
+        (
+            ["hydra/launcher=slurm", "trainer=ddp"],
+            "launcher",
+            "hydra_plugins.hydra_submitit_launcher",
+        ),
+    ],
+)
+def test_sweeper_and_launcher_configs_compose(overrides: list[str], node: str, target: str) -> None:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra[node]._target_.startswith(target)
+    if overrides[0] == "experiment=search":
+        assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.topk", "model.sam_loss_weight"}
+        assert cfg.hydra.sweeper.direction == "maximize"
+    if "trainer=ddp" in overrides:
+        assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -22,16 +23,6 @@ from cvos.errors import DataError
 from cvos.models import CVOSNet, Reference, soft_aggregate, warp_mask
 
 PROPAGATIONS = ("feature", "framewise", "mask")
-
-
-@dataclass
-class NetInputs:
-    """One frame's tensors at network resolution (batch of one)."""
-
-    image: Tensor  # 1 x 3 x h x w RGB in [0, 1]
-    mv_acc: Tensor  # 1 x 2 x h x w pixels at network resolution
-    residual_acc: Tensor  # 1 x 3 x h x w RGB in [-1, 1]
-    mv: Tensor  # 1 x 2 x h x w
 
 
 @dataclass
@@ -69,19 +60,35 @@ def _field(array: np.ndarray, size: tuple[int, int], device: torch.device) -> Te
     return F.interpolate(tensor, size=size, mode="nearest")
 
 
-def frame_inputs(frame: CompressedFrame, size: tuple[int, int], device: torch.device) -> NetInputs:
-    """Convert a compressed frame (BGR, pixels at the frame size) to network inputs at `size`."""
-    height, width = frame.bgr.shape[:2]
-    scale = torch.tensor([size[1] / width, size[0] / height], device=device).view(1, 2, 1, 1)
-    rgb = torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(device).permute(2, 0, 1)[None]
-    image = F.interpolate(rgb.float() / 255.0, size=size, mode="bilinear", align_corners=False)
-    residual = _field(frame.residual_acc[..., ::-1], size, device) / 255.0
-    return NetInputs(
-        image=image,
-        mv_acc=_field(frame.mv_acc, size, device) * scale,
-        residual_acc=residual,
-        mv=_field(frame.mv, size, device) * scale,
-    )
+class NetInputs:
+    """One frame's tensors at network resolution (batch of one), each converted on first use:
+    mask propagation reads only `mv_acc` on P-frames."""
+
+    def __init__(self, frame: CompressedFrame, size: tuple[int, int], device: torch.device) -> None:
+        self.frame = frame
+        self.size = size
+        self.device = device
+        height, width = frame.bgr.shape[:2]
+        scale = torch.tensor([size[1] / width, size[0] / height], device=device)
+        self._scale = scale.view(1, 2, 1, 1)  # (dx, dy) scale to network pixels
+
+    @cached_property
+    def image(self) -> Tensor:  # 1 x 3 x h x w RGB in [0, 1]
+        rgb = torch.from_numpy(np.ascontiguousarray(self.frame.rgb)).to(self.device)
+        rgb = rgb.permute(2, 0, 1)[None].float() / 255.0
+        return F.interpolate(rgb, size=self.size, mode="bilinear", align_corners=False)
+
+    @cached_property
+    def mv_acc(self) -> Tensor:  # 1 x 2 x h x w, pixels at network resolution
+        return _field(self.frame.mv_acc, self.size, self.device) * self._scale
+
+    @cached_property
+    def mv(self) -> Tensor:  # 1 x 2 x h x w
+        return _field(self.frame.mv, self.size, self.device) * self._scale
+
+    @cached_property
+    def residual_acc(self) -> Tensor:  # 1 x 3 x h x w RGB in [-1, 1]
+        return _field(self.frame.residual_acc[..., ::-1], self.size, self.device) / 255.0
 
 
 class Propagator:
@@ -118,7 +125,7 @@ class Propagator:
         """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here."""
         height, width = frame.bgr.shape[:2]
         size = network_size(height, width, self.stride, self.input_size)
-        inputs = frame_inputs(frame, size, self.device)
+        inputs = NetInputs(frame, size, self.device)
         feats = self._features(frame, inputs)
         probs = self._object_probs(frame, inputs, feats)  # O x 1 x h x w
         if new_masks is not None:
@@ -148,7 +155,7 @@ class Propagator:
         if self.net.use_sam and prev is not None and prev.shape[0] > 0:
             priors = self._priors(prev)
         else:
-            priors = torch.ones_like(inputs.image[:, :1])
+            priors = torch.ones(1, 1, *inputs.size, device=self.device)
         count = priors.shape[0]
         out = self.net.propagate(
             self.state.key_feats.expand(count, -1, -1, -1),
@@ -170,7 +177,7 @@ class Propagator:
     ) -> Tensor:
         """Foreground probability of every known object: O x 1 x h x w."""
         state = self.state
-        size = tuple(inputs.image.shape[-2:])
+        size = inputs.size
         if not state.object_ids:
             return torch.zeros(0, 1, *size, device=self.device)
         if feats is None:
