@@ -21,12 +21,31 @@ VARIANTS = {"warp", "rsm", "sam", "rsm_sam", "framewise", "mask_warp"}
 pytestmark = pytest.mark.slow
 
 
+TINY = [
+    "++trainer.fast_dev_run=true",
+    "data.samples_per_epoch=8",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.max_val_sequences=1",
+    "model.embed_dim=32",
+]
+
+
 def run(command: list[str], cache: Path) -> subprocess.CompletedProcess:
     environment = {**os.environ, "CVOS_CACHE": str(cache), "WANDB_MODE": "offline"}
     environment.pop("WANDB_API_KEY", None)
     return subprocess.run(
         command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=900
     )
+
+
+def sweep_and_compare(sweep: Path, out: Path, cache: Path, *overrides: str) -> None:
+    """A tiny multirun of `cvos.train` into `sweep`, then `cvos.compare` on it into `out`."""
+    command = [sys.executable, "-m", "cvos.train", "-m", *overrides, f"hydra.sweep.dir={sweep}"]
+    result = run([*command, *TINY], cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    compared = run([sys.executable, "-m", "cvos.compare", str(sweep), "--out", str(out)], cache)
+    assert compared.returncode == 0, compared.stderr[-3000:]
 
 
 def check_wandb_run(job: Path) -> None:
@@ -40,36 +59,19 @@ def check_wandb_run(job: Path) -> None:
     assert recorded.summary["final/J&F"] == pytest.approx(metrics["J&F"])
 
 
-def test_module_ablation_sweep_and_comparison(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    cache = tmp_path / "cache"
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "cvos.train",
-            "-m",
-            "experiment=ablation_modules",
-            "logger=wandb",
-            f"hydra.sweep.dir={sweep}",
-            "++trainer.fast_dev_run=true",
-            "data.samples_per_epoch=8",
-            "data.batch_size=4",
-            "data.num_workers=0",
-            "data.max_val_sequences=1",
-            "model.embed_dim=32",
-        ],  # fmt: skip
-        cache,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic dataset for both sweeps."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_module_ablation_sweep_and_comparison(tmp_path: Path, cache: Path) -> None:
+    sweep, out = tmp_path / "sweep", tmp_path / "comparison"
+    sweep_and_compare(sweep, out, cache, "experiment=ablation_modules", "logger=wandb")
     jobs = sorted(path for path in sweep.iterdir() if (path / ".hydra").is_dir())
     assert len(jobs) == len(VARIANTS)
     for job in jobs:  # every model variant ran its fast_dev_run and its own offline W&B run
         check_wandb_run(job)
-
-    out = tmp_path / "comparison"
-    compared = run([sys.executable, "-m", "cvos.compare", str(sweep), "--out", str(out)], cache)
-    assert compared.returncode == 0, compared.stderr[-3000:]
     with open(out / "comparison.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {row["model"] for row in rows} == VARIANTS
@@ -82,32 +84,9 @@ def test_module_ablation_sweep_and_comparison(tmp_path: Path) -> None:
     assert plot.shape[0] > 100 and plot.std() > 5  # a real figure, not a blank canvas
 
 
-def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    sweep_ok = tmp_path / "sweep2"
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "cvos.train",
-            "-m",
-            "model=warp",
-            "model.topk=0,5",
-            f"hydra.sweep.dir={sweep_ok}",
-            "++trainer.fast_dev_run=true",
-            "data.samples_per_epoch=8",
-            "data.batch_size=4",
-            "data.num_workers=0",
-            "data.max_val_sequences=1",
-            "model.embed_dim=32",
-        ],  # fmt: skip
-        tmp_path / "cache",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path, cache: Path) -> None:
     out = tmp_path / "comparison"
-    compared = run(
-        [sys.executable, "-m", "cvos.compare", str(sweep_ok), "--out", str(out)], tmp_path / "cache"
-    )
-    assert compared.returncode == 0, compared.stderr[-3000:]
+    sweep_and_compare(tmp_path / "sweep", out, cache, "model=warp", "model.topk=0,5")
     with open(out / "comparison.csv", newline="") as handle:
         rows = {row["model.topk"]: row for row in csv.DictReader(handle)}
     assert rows["5"]["status"] == "ok"
