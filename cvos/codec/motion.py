@@ -152,7 +152,7 @@ class MotionField:
         if overlapped:  # a pixel may then fall back to an earlier block: needs the pixel path
             return None
         cell_motion = blocks.motion_table()[owner + 1]  # H/8 x W/8 x 2
-        vectors = np.repeat(np.repeat(cell_motion, CELL, axis=0), CELL, axis=1)  # H x W x 2
+        vectors = _upsample_cells(cell_motion)  # H x W x 2
         offsets = cell_motion[..., 0].astype(np.intp) + cell_motion[..., 1].astype(np.intp) * width
         starts = np.arange(height, dtype=np.intp)[:, None] * width
         starts = starts + np.arange(0, width, CELL) - np.repeat(offsets, CELL, axis=0)
@@ -186,6 +186,17 @@ class MotionField:
             out_pixels = out.view(pixel).reshape(-1)
             out_pixels[self.patch_dst] = image.view(pixel).reshape(-1)[self.patch_src]
         return out
+
+
+def _upsample_cells(cell_motion: np.ndarray) -> np.ndarray:
+    """H/8 x W/8 x 2 int32 -> H x W x 2, each cell's (dx, dy) over its 8 x 8 pixels.
+
+    Repeats each (dx, dy) pair as one int64 item: half the items of repeating int32s.
+    """
+    cell_rows, cell_cols = cell_motion.shape[:2]
+    pairs = np.ascontiguousarray(cell_motion).view(np.int64)[..., 0]  # H/8 x W/8
+    pixels = np.repeat(np.repeat(pairs, CELL, axis=1), CELL, axis=0)  # H x W
+    return pixels.view(np.int32).reshape(cell_rows * CELL, cell_cols * CELL, 2)
 
 
 def _resolve_border_cells(
