@@ -18,9 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
-from cvos.lit import CVOSLitModule
+from cvos.lit import CVOSLitModule, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIS = Path(os.environ.get("CVOS_DAVIS2016", REPO.parent / "shared" / "data" / "davis2016"))
@@ -41,7 +39,7 @@ def write_checkpoint(path: Path, variant: str, encoder: str) -> None:
         use_rsm=use_rsm,
         use_sam=use_sam,
     )
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    save_checkpoint(module, path)
 
 
 def evaluate(variant: str, checkpoint: Path | None, data: list[str], run_dir: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from cvos.data.synthetic import SyntheticSpec, render_video
 from cvos.masks import write_label_png
 
 Video = tuple[np.ndarray, np.ndarray]  # T x H x W x 3 uint8 RGB frames, T x H x W uint8 labels
+
+MaskWriter = Callable[[Path, np.ndarray], None]
 
 
 def tiny_videos(
@@ -28,17 +31,24 @@ def _write_frames(folder: Path, frames: np.ndarray, names: list[str]) -> None:
         Image.fromarray(frame).save(folder / f"{name}.jpg", quality=95)
 
 
-def write_davis2016(root: Path, videos: dict[str, Video], splits: dict[str, list[str]]) -> Path:
-    """DAVIS 2016: 0/255 masks on every frame; split lines `/JPEGImages/... /Annotations/... `."""
+def _write_davis_videos(root: Path, videos: dict[str, Video], write_mask: MaskWriter) -> None:
+    """Frames and one mask per frame in the DAVIS folders (`480p`, names 00000, 00001, ...)."""
     for name, (frames, labels) in videos.items():
         names = [f"{t:05d}" for t in range(len(frames))]
         _write_frames(root / "JPEGImages" / "480p" / name, frames, names)
         masks = root / "Annotations" / "480p" / name
         masks.mkdir(parents=True)
         for label, frame_name in zip(labels, names, strict=True):
-            Image.fromarray(np.where(label > 0, 255, 0).astype(np.uint8)).save(
-                masks / f"{frame_name}.png"
-            )
+            write_mask(masks / f"{frame_name}.png", label)
+
+
+def _write_binary_mask(path: Path, labels: np.ndarray) -> None:
+    Image.fromarray(np.where(labels > 0, 255, 0).astype(np.uint8)).save(path)
+
+
+def write_davis2016(root: Path, videos: dict[str, Video], splits: dict[str, list[str]]) -> Path:
+    """DAVIS 2016: 0/255 masks on every frame; split lines `/JPEGImages/... /Annotations/... `."""
+    _write_davis_videos(root, videos, _write_binary_mask)
     (root / "ImageSets" / "480p").mkdir(parents=True)
     for split, names in splits.items():
         lines = [
@@ -53,13 +63,7 @@ def write_davis2016(root: Path, videos: dict[str, Video], splits: dict[str, list
 
 def write_davis2017(root: Path, videos: dict[str, Video], splits: dict[str, list[str]]) -> Path:
     """DAVIS 2017: palette masks with object ids on every frame; one sequence name a split line."""
-    for name, (frames, labels) in videos.items():
-        names = [f"{t:05d}" for t in range(len(frames))]
-        _write_frames(root / "JPEGImages" / "480p" / name, frames, names)
-        masks = root / "Annotations" / "480p" / name
-        masks.mkdir(parents=True)
-        for label, frame_name in zip(labels, names, strict=True):
-            write_label_png(masks / f"{frame_name}.png", label)
+    _write_davis_videos(root, videos, write_label_png)
     (root / "ImageSets" / "2017").mkdir(parents=True)
     for split, names in splits.items():
         (root / "ImageSets" / "2017" / f"{split}.txt").write_text("\n".join(names) + "\n")

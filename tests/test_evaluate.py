@@ -12,12 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cvos.codec import EncodeSettings, encode_video
 from cvos.codec.synthetic import moving_square_video
-from cvos.lit import CVOSLitModule
+from cvos.lit import CVOSLitModule, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -41,7 +40,7 @@ def save_untrained(path: Path, variant: str, propagation: str) -> None:
     module = CVOSLitModule(
         variant=variant, propagation=propagation, encoder={"name": "tiny"}, embed_dim=32
     )
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    save_checkpoint(module, path)
 
 
 def test_mask_warp_evaluation_writes_masks_reports_and_speed(tmp_path: Path, cache: Path) -> None:

@@ -143,6 +143,15 @@ class CVOSLitModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def save_checkpoint(module: CVOSLitModule, path: str | Path) -> None:
+    """Save the network as `load_checkpoint` reads it: tensors and plain config only.
+
+    Lightning's own checkpoints have the same two keys; this is for networks made outside a
+    training run (benchmarks, tests).
+    """
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+
+
 def load_checkpoint(path: str | Path, *, variant: str | None = None) -> CVOSLitModule:
     """Load a checkpoint (tensors and plain config only) and check that it is of `variant`.
 
