@@ -8,7 +8,7 @@ STAMP := .cache/installed.stamp
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml cvos/codec/_kernels.c
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@
@@ -35,5 +35,5 @@ lint: $(STAMP)  ## check style without changing files
 	$(PYTHON) -m ruff format --check cvos tests scripts
 	$(PYTHON) -m ruff check cvos tests scripts
 
-clean:  ## remove caches and run outputs
-	rm -rf .cache outputs/* multirun .pytest_cache
+clean:  ## remove caches, run outputs and the compiled C loops
+	rm -rf .cache outputs/* multirun .pytest_cache build cvos/codec/*.so

@@ -1,16 +1,18 @@
-"""MotionField against a line-by-line transcription of coviar's C loops."""
+"""The compiled motion loops against a line-by-line transcription of coviar's C loops."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from cvos.codec import CompressedVideo, EncodeSettings, encode_video
-from cvos.codec.motion import MotionField
+from cvos.codec import CompressedVideo, EncodeSettings, encode_video, motion
+from cvos.codec.motion import accumulate_motion, paint_motion, subtract_warped
 from cvos.codec.synthetic import moving_square_video
+from cvos.errors import CodecError
 
 RECORD = np.dtype(
     [(name, "u1") for name in ("w", "h")]
@@ -52,11 +54,6 @@ def identity_map(height: int, width: int) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
-def warp_reference(image: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    y, x = np.mgrid[0 : vectors.shape[0], 0 : vectors.shape[1]]
-    return image[y - vectors[..., 1], x - vectors[..., 0]]
-
-
 def macroblock_records(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Records like FFmpeg's: one partition of each (non-intra) 16 x 16 macroblock."""
     centres = []
@@ -83,24 +80,35 @@ def with_motion(rng: np.random.Generator, records: np.ndarray) -> np.ndarray:
     return records
 
 
-def assert_matches_coviar(records: np.ndarray, height: int, width: int, seed: int) -> MotionField:
-    field = MotionField.from_records(records, height, width)
-    expected, _ = coviar_step(records, height, width, identity_map(height, width))
-    np.testing.assert_array_equal(field.vectors, expected)
+def warp_reference(image: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    y, x = np.mgrid[0 : vectors.shape[0], 0 : vectors.shape[1]]
+    return image[y - vectors[..., 1], x - vectors[..., 0]]
+
+
+def assert_matches_coviar(records: np.ndarray, height: int, width: int, seed: int) -> np.ndarray:
+    """Painted vectors, accumulation over three frames and both residuals against coviar."""
     rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    vectors = rng.integers(-50, 50, (height, width, 2), dtype=np.int32)
-    np.testing.assert_array_equal(field.warp(image), warp_reference(image, expected))
-    np.testing.assert_array_equal(field.warp(vectors), warp_reference(vectors, expected))
-    return field
+    source_map, accumulated = identity_map(height, width), np.zeros((height, width, 2), np.int32)
+    for step in range(3):
+        step_records = records if step == 0 else with_motion(rng, records.copy())
+        vectors = paint_motion(step_records, height, width)
+        expected, source_map = coviar_step(step_records, height, width, source_map)
+        np.testing.assert_array_equal(vectors, expected)
+        accumulated = accumulate_motion(vectors, accumulated)
+        np.testing.assert_array_equal(accumulated, identity_map(height, width) - source_map)
+        image, reference = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        for field in (vectors, accumulated):
+            residual = subtract_warped(image, reference, field)
+            expected = image.astype(np.int32) - warp_reference(reference, field)
+            np.testing.assert_array_equal(residual, expected)
+    return paint_motion(records, height, width)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_macroblock_partitions_take_the_fast_path_and_match_coviar(seed: int) -> None:
+def test_macroblock_partitions_match_coviar(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    field = assert_matches_coviar(macroblock_records(rng, 48, 64), 48, 64, seed)
-    assert field.run == 8
-    assert field.patch_dst.size > 0  # blocks whose source leaves the frame were resolved
+    vectors = assert_matches_coviar(macroblock_records(rng, 48, 64), 48, 64, seed)
+    assert vectors.any()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -109,19 +117,29 @@ def test_unaligned_overlapping_blocks_match_coviar_record_order(seed: int) -> No
     records = np.zeros(40, RECORD)
     records["w"], records["h"] = rng.choice([4, 5, 8, 16], 40), rng.choice([3, 8, 16], 40)
     records["dst_x"], records["dst_y"] = rng.integers(-6, 70, 40), rng.integers(-6, 54, 40)
-    field = assert_matches_coviar(with_motion(rng, records), 48, 64, seed)
-    assert field.run == 1
+    assert_matches_coviar(with_motion(rng, records), 48, 64, seed)
 
 
-def test_overlapping_aligned_blocks_fall_back_to_the_exact_path() -> None:
+def test_the_later_of_two_overlapping_records_wins() -> None:
     records = np.zeros(2, RECORD)
     records["w"] = records["h"] = 16
     records["dst_x"], records["dst_y"] = (24, 32), (24, 24)  # the second overlaps half the first
     records["src_x"], records["src_y"] = (20, 29), (22, 24)
-    field = assert_matches_coviar(records, 48, 64, 0)
-    assert field.run == 1
-    assert tuple(field.vectors[20, 20]) == (4, 2)
-    assert tuple(field.vectors[20, 30]) == (3, 0)  # the later record wins
+    vectors = assert_matches_coviar(records, 48, 64, 0)
+    assert tuple(vectors[20, 20]) == (4, 2)
+    assert tuple(vectors[20, 30]) == (3, 0)
+
+
+def test_pixels_whose_source_leaves_the_frame_keep_zero_motion() -> None:
+    records = np.zeros(1, RECORD)
+    records["w"] = records["h"] = 16
+    records["dst_x"], records["dst_y"] = 8, 8  # the top-left macroblock
+    records["src_x"], records["src_y"] = 11, 6  # moved by (-3, +2)
+    vectors = paint_motion(records, 32, 48)
+    painted = np.zeros((32, 48), bool)
+    painted[2:16, 0:16] = True  # rows 0 and 1 would read rows -2 and -1
+    np.testing.assert_array_equal(vectors[painted], np.tile([-3, 2], (14 * 16, 1)))
+    assert not vectors[~painted].any()
 
 
 def test_odd_frame_size_matches_coviar() -> None:
@@ -135,10 +153,34 @@ def test_no_moving_block_is_the_identity() -> None:
     records["w"] = records["h"] = 16
     records["dst_x"] = records["src_x"] = (8, 24, 40)
     records["dst_y"] = records["src_y"] = 8
-    field = MotionField.from_records(records, 32, 48)
-    image = np.arange(32 * 48 * 3, dtype=np.int32).reshape(32, 48, 3)
-    assert not field.vectors.any()
-    np.testing.assert_array_equal(field.warp(image), image)
+    vectors = paint_motion(records, 32, 48)
+    assert not vectors.any()
+    image = np.arange(32 * 48 * 3, dtype=np.uint8).reshape(32, 48, 3)
+    np.testing.assert_array_equal(subtract_warped(image, image, vectors), 0)
+
+
+def test_vectors_pointing_outside_are_refused_not_read() -> None:
+    vectors = np.zeros((8, 8, 2), np.int32)
+    vectors[0, 0] = (1, 0)  # source x = -1
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="outside the frame"):
+        subtract_warped(image, image, vectors)
+    with pytest.raises(ValueError, match="outside the frame"):
+        accumulate_motion(vectors, np.zeros_like(vectors))
+    with pytest.raises(ValueError, match=r"previous vectors: expected shape \(8, 8, 2\)"):
+        accumulate_motion(vectors, np.zeros((8, 9, 2), np.int32))
+    with pytest.raises(ValueError, match="image: expected shape"):
+        subtract_warped(np.zeros((8, 8, 4), np.uint8), image, vectors)
+
+
+def test_a_missing_build_is_reported_with_how_to_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    motion._kernels.cache_clear()
+    try:
+        with pytest.raises(CodecError, match="not compiled.*C compiler"):
+            paint_motion(np.zeros(0, RECORD), 8, 8)
+    finally:
+        motion._kernels.cache_clear()
 
 
 @pytest.fixture(scope="module", params=[("mpeg4", 96, 128, 16), ("mpeg4", 70, 90, 1)])

@@ -7,9 +7,7 @@ frame. `quality` is the MPEG-4 fixed quantiser, 1 (best) .. 31 (default 5), or t
 H.264 CRF, 0 (best) .. 51. Frames whose size is not a multiple of `pad_multiple`
 (default 16) are padded on the right and bottom by repeating the last column/row, so
 pixels stay aligned with the masks; `EncodedVideo` records the original size: crop
-`[:height, :width]` to undo it (DAVIS 854x480 is coded as 864x480). Padding also keeps
-the reader fast: frame sizes that are multiples of 8 take its vectorised 8 x 8 path
-(unpadded sizes are exact too, about 4x slower).
+`[:height, :width]` to undo it (DAVIS 854x480 is coded as 864x480).
 
 Reader (`CompressedVideo`): frames in decode order, each decoded once, with `bgr`,
 `mv`, `mv_acc`, `residual`, `residual_acc` in coviar's conventions:
@@ -22,7 +20,8 @@ Reader (`CompressedVideo`): frames in decode order, each decoded once, with `bgr
 - `residual_acc`: int32 BGR `cur[y, x] - iframe[y - ady, x - adx]`;
 - all motion vectors and residuals are zero at the I-frame.
 `gop(k)` decodes only GOP k, starting at its I-frame (raw streams included). A
-background thread decodes one frame ahead of the caller.
+background thread decodes one frame ahead of the caller; the per-pixel loops are
+compiled C (`_kernels.c`) that runs without the GIL.
 H.264 streams with B-frames or more than one reference frame are refused with a
 message pointing to `encode_video`.
 

@@ -7,10 +7,11 @@ once and `gop(k)` starts at GOP k's I-frame without touching the frames before i
 for raw elementary streams (which have no index) as well as for containers.
 
 Work is split over two threads: a background thread decodes the next frame and
-computes what needs no history (image, motion field, warped previous frame) while
-the caller's thread traces the current one back to the I-frame. Whatever a caller
-may not ask for (the residuals, the previous frame's warp behind `residual`) is
-computed on first access, on the caller's thread, which also balances the threads.
+computes what needs no history (image, motion vectors) while the caller's thread
+traces the current one back to the I-frame. The residuals, which many callers do
+not need, are computed on first access, on the caller's thread. The per-pixel
+loops are compiled (`cvos.codec.motion`) and release the GIL, so the two threads
+run in parallel.
 """
 
 from __future__ import annotations
@@ -26,9 +27,16 @@ from typing import BinaryIO
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from cvos.codec.h264 import max_reference_frames
-from cvos.codec.motion import MotionField
+from cvos.codec.motion import (
+    RECORD_FIELDS,
+    accumulate_motion,
+    paint_motion,
+    reuse_freed_memory,
+    subtract_warped,
+)
 from cvos.codec.readahead import read_ahead
 from cvos.errors import CodecError, CodecIndexError
 
@@ -56,8 +64,7 @@ class CompressedFrame:
     mv: np.ndarray  # H x W x 2 int32, (dx, dy) = dst - src relative to the previous frame
     mv_acc: np.ndarray  # H x W x 2 int32, total displacement back to the GOP's I-frame
     previous_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv`
-    motion: MotionField = field(repr=False)  # the warp that `mv` defines
-    iframe_warped: np.ndarray = field(repr=False)  # uint8 iframe[y - acc_dy, x - acc_dx]
+    iframe_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv_acc`
 
     @classmethod
     def from_arrays(
@@ -73,8 +80,7 @@ class CompressedFrame:
         residual_acc: np.ndarray,
     ) -> CompressedFrame:
         """A frame from representations computed earlier (a cache entry, a crop of a frame)."""
-        motion = MotionField.still(*bgr.shape[:2])
-        frame = cls(index, gop_index, gop_position, picture_type, bgr, mv, mv_acc, bgr, motion, bgr)
+        frame = cls(index, gop_index, gop_position, picture_type, bgr, mv, mv_acc, bgr, bgr)
         # Fill the cached properties: the reference images are then never read.
         frame.__dict__.update(residual=residual, residual_acc=residual_acc)
         return frame
@@ -96,23 +102,28 @@ class CompressedFrame:
     @cached_property
     def residual(self) -> np.ndarray:
         """H x W x 3 int32 BGR: `cur[y, x] - prev[y - dy, x - dx]`."""
-        return _difference(self.bgr, self.motion.warp(self.previous_bgr))
+        return subtract_warped(self.bgr, self.previous_bgr, self.mv)
 
     @cached_property
     def residual_acc(self) -> np.ndarray:
         """H x W x 3 int32 BGR: `cur[y, x] - iframe[y - acc_dy, x - acc_dx]`."""
-        return _difference(self.bgr, self.iframe_warped)
+        return subtract_warped(self.bgr, self.iframe_bgr, self.mv_acc)
 
 
-def _difference(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """int32 `image - reference` of two uint8 images.
+class BGRConverter:
+    """FFmpeg's bgr24 conversion of decoded frames, reusing one conversion context.
 
-    The difference fits int16, whose arithmetic moves half the bytes of int32's:
-    subtracting there and widening once is faster than subtracting in int32.
+    `frame.to_ndarray(format="bgr24")` gives the same pixels but builds a swscale
+    context (and a thread pool) for every frame, which costs more than converting.
     """
-    difference = image.astype(np.int16)  # H x W x 3
-    difference -= reference
-    return difference.astype(np.int32)
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        """H x W x 3 uint8 BGR, C-contiguous."""
+        converted = self._reformatter.reformat(frame, format="bgr24", threads=1)
+        return np.ascontiguousarray(converted.to_ndarray())
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,8 @@ class _DecodedFrame:
     index: int
     picture_type: PictureType
     bgr: np.ndarray  # H x W x 3 uint8
-    motion: MotionField
-    previous_bgr: np.ndarray  # the reference of `motion` (the frame itself at I-frames)
+    mv: np.ndarray  # H x W x 2 int32
+    previous_bgr: np.ndarray  # the reference of `mv` (the frame itself at I-frames)
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,7 @@ class CompressedVideo:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
+        reuse_freed_memory()  # each frame's arrays then reuse the last one's memory
         self.path = Path(path)
         if not self.path.is_file():
             raise CodecError(f"{self.path}: no such video file")
@@ -242,17 +254,18 @@ class CompressedVideo:
             yield previous
 
     def _decoded_frames(self, first: int, stop: int) -> Iterator[_DecodedFrame]:
-        """The work of the decoding thread: images and motion fields."""
-        previous_bgr = None
+        """The work of the decoding thread: images and motion vectors."""
+        to_bgr, previous_bgr = BGRConverter(), None
         for index, frame in zip(range(first, stop), self._decode(first, stop), strict=True):
             picture_type = self._picture_type(index, frame)
-            bgr = frame.to_ndarray(format="bgr24")  # bit-exact with FFmpeg's swscale
+            bgr = to_bgr(frame)
             if picture_type is PictureType.I:
-                motion, previous_bgr = MotionField.still(frame.height, frame.width), bgr
+                previous_bgr = bgr
+                records = np.empty(0, _RECORD_DTYPE)
             else:
                 records = _motion_records(frame)
-                motion = MotionField.from_records(records, frame.height, frame.width)
-            yield _DecodedFrame(index, picture_type, bgr, motion, previous_bgr)
+            mv = paint_motion(records, frame.height, frame.width)
+            yield _DecodedFrame(index, picture_type, bgr, mv, previous_bgr)
             previous_bgr = bgr
 
     def _accumulate(
@@ -261,16 +274,13 @@ class CompressedVideo:
         """Trace `decoded` back to its GOP's I-frame through the previous frame."""
         gop_index = self._packets.gop_of(decoded.index)
         position = decoded.index - int(self._packets.gop_starts[gop_index])
-        vectors, bgr = decoded.motion.vectors, decoded.bgr
         if decoded.picture_type is PictureType.I or previous is None:
-            mv_acc, iframe_warped = np.zeros_like(vectors), bgr
+            mv_acc, iframe_bgr = np.zeros_like(decoded.mv), decoded.bgr
         else:
-            mv_acc = decoded.motion.warp(previous.mv_acc)  # acc_k(p) = d_k(p) + acc_k-1(p - d_k(p))
-            mv_acc += vectors
-            iframe_warped = decoded.motion.warp(previous.iframe_warped)
+            mv_acc, iframe_bgr = accumulate_motion(decoded.mv, previous.mv_acc), previous.iframe_bgr
         return CompressedFrame(
-            decoded.index, gop_index, position, decoded.picture_type, bgr, vectors, mv_acc,
-            decoded.previous_bgr, decoded.motion, iframe_warped,
+            decoded.index, gop_index, position, decoded.picture_type, decoded.bgr, decoded.mv,
+            mv_acc, decoded.previous_bgr, iframe_bgr,
         )  # fmt: skip
 
     def _picture_type(self, index: int, decoded: av.VideoFrame) -> PictureType:
@@ -402,9 +412,8 @@ def _payload_offset(file: BinaryIO, packet: av.Packet, format_name: str, path: P
     )
 
 
-_RECORD_DTYPE = np.dtype(  # the fields of FFmpeg's records that MotionField reads
-    [(name, "u1") for name in ("w", "h")]
-    + [(name, "<i2") for name in ("src_x", "src_y", "dst_x", "dst_y")]
+_RECORD_DTYPE = np.dtype(  # the fields of FFmpeg's records that the painting reads
+    [(name, "u1") for name in RECORD_FIELDS[:2]] + [(name, "<i2") for name in RECORD_FIELDS[2:]]
 )
 
 

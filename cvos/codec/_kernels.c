@@ -1,0 +1,133 @@
+/*
+ * The per-pixel loops of the compressed-domain reader, in C: one pass over the
+ * pixels per representation instead of the many array passes numpy needs.
+ * Conventions are coviar's (see cvos/codec/motion.py, which wraps these with
+ * ctypes; ctypes releases the GIL while they run).
+ *
+ * Images are H x W x 3 uint8, vector fields H x W x 2 int32 (dx, dy) = dst - src,
+ * residuals H x W x 3 int32, all C-contiguous.
+ */
+#include <stdint.h>
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static int64_t max3(int64_t a, int64_t b, int64_t c)
+{
+    const int64_t ab = a > b ? a : b;
+    return ab > c ? ab : c;
+}
+
+static int64_t min3(int64_t a, int64_t b, int64_t c)
+{
+    const int64_t ab = a < b ? a : b;
+    return ab < c ? ab : c;
+}
+
+/*
+ * coviar's painting of FFmpeg's motion records. `records` is count x 6 int32:
+ * (w, h, src_x, src_y, dst_x, dst_y), block centres in whole pixels. In record
+ * order, a block that moves writes its (dx, dy) into each pixel dst + o, offsets
+ * o in [-w/2, w/2) x [-h/2, h/2), whose destination and source (dst + o - d) are
+ * both inside the frame. `vectors` must be zeroed by the caller.
+ */
+void paint_motion(const int32_t *restrict records, int64_t count, int64_t height,
+                  int64_t width, int32_t *restrict vectors)
+{
+    for (int64_t i = 0; i < count; i++) {
+        const int32_t *r = records + 6 * i;
+        const int32_t dx = r[4] - r[2], dy = r[5] - r[3];
+        if (dx == 0 && dy == 0)
+            continue;
+        /* destination range, clipped so that destination and source are inside */
+        const int64_t x0 = max3(r[4] - r[0] / 2, 0, dx);
+        const int64_t x1 = min3(r[4] + r[0] / 2, width, width + dx);
+        const int64_t y0 = max3(r[5] - r[1] / 2, 0, dy);
+        const int64_t y1 = min3(r[5] + r[1] / 2, height, height + dy);
+        for (int64_t y = y0; y < y1; y++) {
+            int32_t *row = vectors + 2 * (y * width);
+            for (int64_t x = x0; x < x1; x++) {
+                row[2 * x] = dx;
+                row[2 * x + 1] = dy;
+            }
+        }
+    }
+}
+
+/*
+ * End of the run of pixels that share pixel x's vector, in one row of a vector
+ * field. Motion is constant over blocks, so runs are long: the loops below then
+ * copy whole runs, contiguous in memory, instead of gathering pixel by pixel.
+ */
+static inline int64_t run_end(const int32_t *row, int64_t x, int64_t width)
+{
+    const int32_t dx = row[2 * x], dy = row[2 * x + 1];
+    int64_t end = x + 1;
+    while (end < width && row[2 * end] == dx && row[2 * end + 1] == dy)
+        end++;
+    return end;
+}
+
+/* Whether the sources of pixels [x, end) of row y under (dx, dy) lie inside the frame. */
+static inline int sources_inside(int64_t y, int64_t x, int64_t end, int32_t dx, int32_t dy,
+                                 int64_t height, int64_t width)
+{
+    return x - dx >= 0 && end - dx <= width && y - dy >= 0 && y - dy < height;
+}
+
+/*
+ * acc[p] = d[p] + previous[p - d[p]]: the displacement back to the I-frame through
+ * the previous frame (coviar's traced source map). Returns 0, or -1 if a source
+ * lies outside the frame (vectors not painted by paint_motion).
+ */
+int accumulate_motion(const int32_t *restrict vectors, const int32_t *restrict previous,
+                      int64_t height, int64_t width, int32_t *restrict accumulated)
+{
+    for (int64_t y = 0; y < height; y++) {
+        const int32_t *row = vectors + 2 * (y * width);
+        for (int64_t x = 0, end; x < width; x = end) {
+            end = run_end(row, x, width);
+            const int32_t dx = row[2 * x], dy = row[2 * x + 1];
+            if (!sources_inside(y, x, end, dx, dy, height, width))
+                return -1;
+            const int32_t *source = previous + 2 * ((y - dy) * width + x - dx);
+            int32_t *target = accumulated + 2 * (y * width + x);
+            for (int64_t i = 0; i < end - x; i++) {
+                target[2 * i] = dx + source[2 * i];
+                target[2 * i + 1] = dy + source[2 * i + 1];
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * out[p] = image[p] - reference[p - d[p]] per channel: coviar's residual with the
+ * plain vectors and the previous frame, or the accumulated vectors and the I-frame.
+ * Returns 0, or -1 if a source lies outside the frame.
+ */
+int subtract_warped(const uint8_t *restrict image, const uint8_t *restrict reference,
+                    const int32_t *restrict vectors, int64_t height, int64_t width,
+                    int32_t *restrict out)
+{
+    for (int64_t y = 0; y < height; y++) {
+        const int32_t *row = vectors + 2 * (y * width);
+        for (int64_t x = 0, end; x < width; x = end) {
+            end = run_end(row, x, width);
+            const int32_t dx = row[2 * x], dy = row[2 * x + 1];
+            if (!sources_inside(y, x, end, dx, dy, height, width))
+                return -1;
+            const uint8_t *current = image + 3 * (y * width + x);
+            const uint8_t *source = reference + 3 * ((y - dy) * width + x - dx);
+            int32_t *target = out + 3 * (y * width + x);
+            for (int64_t i = 0; i < 3 * (end - x); i++)
+                target[i] = (int32_t)current[i] - (int32_t)source[i];
+        }
+    }
+    return 0;
+}
+
+/* An empty module, so that the shared library is also a valid Python extension. */
+static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
