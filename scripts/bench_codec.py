@@ -11,7 +11,7 @@ one run:
   coviar calls three `load` calls per frame (accumulated mv, plain mv, accumulated
                residual), each opening the file and decoding from the GOP's I-frame.
 Targets: single pass <= 3x the floor's time per frame; coviar calls >= 10x the single
-pass's. Each figure is the best of --repeats runs. CPU time (all threads) is printed
+pass's. Each figure is the best of --repeats runs, taken in turns. CPU time (all threads) is printed
 as well: the reader decodes in a second thread, so its wall time is below its CPU
 time, and on a shared machine wall time also counts other processes. Everything runs
 after `reuse_freed_memory()`, the allocator setting the reader makes on first use, so
@@ -113,15 +113,24 @@ def coviar_calls(path: Path, positions: list[tuple[int, int]]) -> int:
     return len(positions)
 
 
-def measure(run: Callable[[], int], repeats: int) -> Timing:
-    """Best of `repeats` runs, per frame."""
-    best_wall = best_cpu = float("inf")
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        frames = run()
-        best_wall = min(best_wall, (time.perf_counter() - wall) / frames)
-        best_cpu = min(best_cpu, (time.process_time() - cpu) / frames)
-    return Timing(best_wall, best_cpu)
+def measure(runs: dict[str, tuple[Callable[[], int], int]]) -> dict[str, Timing]:
+    """Best per-frame time of each run over its number of repeats.
+
+    Runs take turns, round after round, so that a slow spell of a shared machine
+    slows all of them rather than one, and the ratios stay meaningful.
+    """
+    best = {name: Timing(float("inf"), float("inf")) for name in runs}
+    for round_number in range(max(repeats for _, repeats in runs.values())):
+        for name, (run, repeats) in runs.items():
+            if round_number >= repeats:
+                continue
+            wall, cpu = time.perf_counter(), time.process_time()
+            frames = run()
+            best[name] = Timing(
+                min(best[name].wall_per_frame, (time.perf_counter() - wall) / frames),
+                min(best[name].cpu_per_frame, (time.process_time() - cpu) / frames),
+            )
+    return best
 
 
 def main() -> None:
@@ -139,21 +148,27 @@ def main() -> None:
         )
         with CompressedVideo(encoded.path) as video:
             positions = [(frame.gop_index, frame.gop_position) for frame in video]
-        floor = measure(partial(plain_decode, encoded.path), args.repeats)
-        to_ndarray = measure(partial(pyav_to_ndarray, encoded.path), args.repeats)
-        single = measure(partial(single_pass, encoded.path), args.repeats)
-        coviar = measure(partial(coviar_calls, encoded.path, positions), max(1, args.repeats // 3))
-    for label, timing in [
-        ("floor (decode to BGR)", floor),
-        ("PyAV to_ndarray (context per frame)", to_ndarray),
-        ("single pass, all representations", single),
-        ("coviar pattern (3 load calls/frame)", coviar),
-    ]:
+        timings = measure(
+            {
+                "floor (decode to BGR)": (partial(plain_decode, encoded.path), args.repeats),
+                "PyAV to_ndarray (context per frame)": (
+                    partial(pyav_to_ndarray, encoded.path), args.repeats,
+                ),
+                "single pass, all representations": (
+                    partial(single_pass, encoded.path), args.repeats,
+                ),
+                "coviar pattern (3 load calls/frame)": (
+                    partial(coviar_calls, encoded.path, positions), max(1, args.repeats // 3),
+                ),
+            }
+        )  # fmt: skip
+    for label, timing in timings.items():
         print(
             f"{label:<38} {timing.fps:8.1f} frames/s   "
             f"{1e3 * timing.wall_per_frame:7.2f} ms/frame   "
             f"{1e3 * timing.cpu_per_frame:7.2f} ms CPU/frame"
         )
+    floor, _, single, coviar = timings.values()
     print(
         f"single pass / floor:   {single.wall_per_frame / floor.wall_per_frame:5.2f}x wall, "
         f"{single.cpu_per_frame / floor.cpu_per_frame:5.2f}x CPU   (target <= 3)"
