@@ -7,11 +7,10 @@ once and `gop(k)` starts at GOP k's I-frame without touching the frames before i
 for raw elementary streams (which have no index) as well as for containers.
 
 Work is split over two threads: a background thread decodes the next frame and
-computes what needs no history (image, motion vectors) while the caller's thread
-traces the current one back to the I-frame. The residuals, which many callers do
-not need, are computed on first access, on the caller's thread. The per-pixel
-loops are compiled (`cvos.codec.motion`) and release the GIL, so the two threads
-run in parallel.
+builds its image and motion vectors (plain and accumulated) while the caller works
+on the current one. The residuals, which many callers do not need, are computed on
+first access, on the caller's thread. The per-pixel loops are compiled
+(`cvos.codec.motion`) and release the GIL, so the two threads run in parallel.
 """
 
 from __future__ import annotations
@@ -127,17 +126,6 @@ class BGRConverter:
 
 
 @dataclass(frozen=True)
-class _DecodedFrame:
-    """A frame as the decoding thread hands it over: everything that needs no GOP history."""
-
-    index: int
-    picture_type: PictureType
-    bgr: np.ndarray  # H x W x 3 uint8
-    mv: np.ndarray  # H x W x 2 int32
-    previous_bgr: np.ndarray  # the reference of `mv` (the frame itself at I-frames)
-
-
-@dataclass(frozen=True)
 class _PacketIndex:
     """Where each packet of the video stream lies in the file, in decode order."""
 
@@ -247,41 +235,28 @@ class CompressedVideo:
             )
 
     def _frames(self, first: int, stop: int) -> Iterator[CompressedFrame]:
-        """Frames of packets [first, stop) (first is an I-frame), decoded one step ahead."""
-        previous: CompressedFrame | None = None
-        for decoded in read_ahead(self._decoded_frames(first, stop)):
-            previous = self._accumulate(decoded, previous)
-            yield previous
+        """Frames of packets [first, stop) (first is an I-frame), built one step ahead."""
+        return read_ahead(self._build_frames(first, stop))
 
-    def _decoded_frames(self, first: int, stop: int) -> Iterator[_DecodedFrame]:
-        """The work of the decoding thread: images and motion vectors."""
-        to_bgr, previous_bgr = BGRConverter(), None
-        for index, frame in zip(range(first, stop), self._decode(first, stop), strict=True):
-            picture_type = self._picture_type(index, frame)
-            bgr = to_bgr(frame)
+    def _build_frames(self, first: int, stop: int) -> Iterator[CompressedFrame]:
+        """The background thread's work: decode, convert, paint and accumulate each frame."""
+        to_bgr, previous = BGRConverter(), None
+        for index, decoded in zip(range(first, stop), self._decode(first, stop), strict=True):
+            picture_type = self._picture_type(index, decoded)
+            gop_index = self._packets.gop_of(index)
+            position = (index, gop_index, index - int(self._packets.gop_starts[gop_index]))
+            bgr = to_bgr(decoded)
             if picture_type is PictureType.I:
-                previous_bgr = bgr
-                records = np.empty(0, _RECORD_DTYPE)
+                mv, mv_acc = np.zeros((2, *bgr.shape[:2], 2), np.int32)
+                frame = CompressedFrame(*position, picture_type, bgr, mv, mv_acc, bgr, bgr)
             else:
-                records = _motion_records(frame)
-            mv = paint_motion(records, frame.height, frame.width)
-            yield _DecodedFrame(index, picture_type, bgr, mv, previous_bgr)
-            previous_bgr = bgr
-
-    def _accumulate(
-        self, decoded: _DecodedFrame, previous: CompressedFrame | None
-    ) -> CompressedFrame:
-        """Trace `decoded` back to its GOP's I-frame through the previous frame."""
-        gop_index = self._packets.gop_of(decoded.index)
-        position = decoded.index - int(self._packets.gop_starts[gop_index])
-        if decoded.picture_type is PictureType.I or previous is None:
-            mv_acc, iframe_bgr = np.zeros_like(decoded.mv), decoded.bgr
-        else:
-            mv_acc, iframe_bgr = accumulate_motion(decoded.mv, previous.mv_acc), previous.iframe_bgr
-        return CompressedFrame(
-            decoded.index, gop_index, position, decoded.picture_type, decoded.bgr, decoded.mv,
-            mv_acc, decoded.previous_bgr, iframe_bgr,
-        )  # fmt: skip
+                mv = paint_motion(_motion_records(decoded), *bgr.shape[:2])
+                mv_acc = accumulate_motion(mv, previous.mv_acc)
+                frame = CompressedFrame(
+                    *position, picture_type, bgr, mv, mv_acc, previous.bgr, previous.iframe_bgr
+                )
+            yield frame
+            previous = frame
 
     def _picture_type(self, index: int, decoded: av.VideoFrame) -> PictureType:
         """Check the decoded picture against the packet index and what we support."""
