@@ -82,37 +82,55 @@ static inline int64_t run_end(const int32_t *row, int64_t x, int64_t width)
     return end;
 }
 
-/* Whether the sources of pixels [x, end) of row y under (dx, dy) lie inside the frame. */
-static inline int sources_inside(int64_t y, int64_t x, int64_t end, int32_t dx, int32_t dy,
-                                 int64_t height, int64_t width)
+/* Pixels [x, end) of row y, which share the vector (dx, dy). */
+typedef struct {
+    int64_t y, x, end;
+    int32_t dx, dy;
+} Run;
+
+/*
+ * Advance `run` to the next run of the field, row by row (start from a zeroed Run).
+ * Returns 1 for a run, 0 past the last pixel, -1 if the run's sources are not all
+ * inside the frame (vectors not painted by paint_motion).
+ */
+static inline int next_run(const int32_t *vectors, int64_t height, int64_t width, Run *run)
 {
-    return x - dx >= 0 && end - dx <= width && y - dy >= 0 && y - dy < height;
+    if (run->end == width) {
+        run->y++;
+        run->end = 0;
+    }
+    if (run->y >= height)
+        return 0;
+    const int32_t *row = vectors + 2 * (run->y * width);
+    run->x = run->end;
+    run->end = run_end(row, run->x, width);
+    run->dx = row[2 * run->x];
+    run->dy = row[2 * run->x + 1];
+    const int64_t source_y = run->y - run->dy;
+    const int inside = run->x - run->dx >= 0 && run->end - run->dx <= width && source_y >= 0
+                       && source_y < height;
+    return inside ? 1 : -1;
 }
 
 /*
  * acc[p] = d[p] + previous[p - d[p]]: the displacement back to the I-frame through
  * the previous frame (coviar's traced source map). Returns 0, or -1 if a source
- * lies outside the frame (vectors not painted by paint_motion).
+ * lies outside the frame.
  */
 int accumulate_motion(const int32_t *restrict vectors, const int32_t *restrict previous,
                       int64_t height, int64_t width, int32_t *restrict accumulated)
 {
-    for (int64_t y = 0; y < height; y++) {
-        const int32_t *row = vectors + 2 * (y * width);
-        for (int64_t x = 0, end; x < width; x = end) {
-            end = run_end(row, x, width);
-            const int32_t dx = row[2 * x], dy = row[2 * x + 1];
-            if (!sources_inside(y, x, end, dx, dy, height, width))
-                return -1;
-            const int32_t *source = previous + 2 * ((y - dy) * width + x - dx);
-            int32_t *target = accumulated + 2 * (y * width + x);
-            for (int64_t i = 0; i < end - x; i++) {
-                target[2 * i] = dx + source[2 * i];
-                target[2 * i + 1] = dy + source[2 * i + 1];
-            }
+    Run run = {0};
+    int status;
+    while ((status = next_run(vectors, height, width, &run)) > 0) {
+        const int32_t *source = previous + 2 * ((run.y - run.dy) * width + run.x - run.dx);
+        int32_t *target = accumulated + 2 * (run.y * width + run.x);
+        for (int64_t i = 0; i < run.end - run.x; i++) {
+            target[2 * i] = run.dx + source[2 * i];
+            target[2 * i + 1] = run.dy + source[2 * i + 1];
         }
     }
-    return 0;
+    return status;
 }
 
 /*
@@ -124,24 +142,19 @@ int subtract_warped(const uint8_t *restrict image, const uint8_t *restrict refer
                     const int32_t *restrict vectors, int64_t height, int64_t width,
                     int32_t *restrict out)
 {
-    for (int64_t y = 0; y < height; y++) {
-        const int32_t *row = vectors + 2 * (y * width);
-        for (int64_t x = 0, end; x < width; x = end) {
-            end = run_end(row, x, width);
-            const int32_t dx = row[2 * x], dy = row[2 * x + 1];
-            if (!sources_inside(y, x, end, dx, dy, height, width))
-                return -1;
-            const uint8_t *current = image + 3 * (y * width + x);
-            const uint8_t *source = reference + 3 * ((y - dy) * width + x - dx);
-            int32_t *target = out + 3 * (y * width + x);
-            for (int64_t i = 0; i < 3 * (end - x); i++)
-                target[i] = (int32_t)current[i] - (int32_t)source[i];
-        }
+    Run run = {0};
+    int status;
+    while ((status = next_run(vectors, height, width, &run)) > 0) {
+        const uint8_t *current = image + 3 * (run.y * width + run.x);
+        const uint8_t *source = reference + 3 * ((run.y - run.dy) * width + run.x - run.dx);
+        int32_t *target = out + 3 * (run.y * width + run.x);
+        for (int64_t i = 0; i < 3 * (run.end - run.x); i++)
+            target[i] = (int32_t)current[i] - (int32_t)source[i];
     }
-    return 0;
+    return status;
 }
 
 /* An empty module, so that the shared library is also a valid Python extension. */
-static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, NULL};
+static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, .m_name = "_kernels", .m_size = -1};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
