@@ -3,10 +3,10 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 STAMP := .cache/installed.stamp
 
-.PHONY: help install test train bench format lint clean
+.PHONY: help install test test-all train bench format lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml cvos/codec/_kernels.c
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml cvos/codec/_kernels.c
 
 install: $(STAMP)  ## install torch (pinned) and cvos with dev extras
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP)  ## the fast lane: unit tests and in-process runs (about a minute)
+	$(PYTHON) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)  ## every test, the slow end-to-end runs included (what CI runs)
 	$(PYTHON) -m pytest -q
 
 train: $(STAMP)  ## train the default model on the embedded synthetic dataset

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cvos.errors import DataError
+from cvos.files import atomic_path
 
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 _COLOUR_MODES = {"RGB", "RGBA"}
@@ -37,11 +38,10 @@ PALETTE = davis_palette()
 
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     """Write an H x W uint8 label map as an indexed PNG in the DAVIS palette."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(PALETTE.ravel().tolist())
-    image.save(path)
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:

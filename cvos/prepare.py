@@ -12,16 +12,19 @@ from omegaconf import DictConfig
 from cvos.cli import friendly_errors, instantiate
 
 
+def prepare(cfg: DictConfig) -> None:
+    """Prepare every split of `cfg.splits`, saying how many sequences each has and ran."""
+    data = instantiate(cfg.data, prepare_workers=cfg.workers)
+    for split in dict.fromkeys(cfg.splits):
+        ran = data.prepare(split)
+        count = len(data.sequences(split))
+        print(f"{split}: {count} sequences prepared ({ran} encoded now) in {data.prepared_dir}")
+
+
 @hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
 @friendly_errors
 def main(cfg: DictConfig) -> None:
-    datamodule = instantiate(cfg.data, prepare_workers=cfg.workers)
-    for split in dict.fromkeys(cfg.splits):
-        ran = datamodule.prepare(split)
-        count = len(datamodule.sequences(split))
-        print(
-            f"{split}: {count} sequences prepared ({ran} encoded now) in {datamodule.prepared_dir}"
-        )
+    prepare(cfg)
 
 
 if __name__ == "__main__":

@@ -1,129 +1,79 @@
 """`python -m cvos.train [overrides]`: train a CVOS variant, then score it on the validation split.
 
-The run directory (Hydra's, under outputs/) receives checkpoints, logs and `metrics.json`
-with the final validation J&F, J, F, the copy-the-first-mask baseline, speed and size.
+Everything is built from the config (`conf/train.yaml`): data, model, trainer, callbacks and
+loggers. The run folder receives checkpoints, logs and `metrics.json` with the final validation
+J&F, J and F next to the training-free `mask_warp` and copy-the-first-mask baselines.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import Logger, WandbLogger
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from cvos.cli import check_data_config, instantiate, job_context, run_job, wandb_offline
+from cvos.cli import build_loggers, finish_loggers, instantiate, job_context, run_job
 from cvos.errors import ConfigError
-from cvos.lit import CVOSLitModule
+from cvos.files import write_json
 
-FINAL_KEYS = ("J&F", "J", "F", "copy_baseline_J&F", "fps", "params")
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Fail before any work on values that cannot run, saying what to set."""
-    check_data_config(cfg.data)
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-
-
-def run_tags(cfg: DictConfig) -> list[str]:
-    """W&B tags that make runs filterable by the ablation axes."""
-    model = cfg.model
-    return [
-        f"model:{model.variant}",
-        f"encoder:{cfg.encoder.name}",
-        f"gop:{cfg.data.gop_size}",
-        f"rsm:{'on' if model.use_rsm else 'off'}",
-        f"sam:{'on' if model.use_sam else 'off'}",
-        *cfg.tags,
-    ]
+SCORES = {  # metrics.json key -> what validation logs
+    "J&F": "val/J&F",
+    "J": "val/J",
+    "F": "val/F",
+    "mask_warp_J&F": "val/mask_warp_J&F",
+    "copy_baseline_J&F": "val/copy_baseline_J&F",
+    "fps": "val/fps",
+}
 
 
-def wandb_group(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> str:
-    """The configured group, else one group per sweep (named after its folder) or experiment."""
-    if cfg.logger.wandb.group is not None:
-        return cfg.logger.wandb.group
-    return f"{cfg.experiment}-{run_dir.parent.name}" if in_sweep else cfg.experiment
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> list[Logger]:
-    """Instantiate the `logger` group; every logger gets the resolved config, W&B the tags."""
-    loggers = []
-    for name, logger_cfg in (cfg.logger or {}).items():
-        extra: dict[str, Any] = {}
-        if name == "wandb":
-            extra = {
-                "offline": wandb_offline(logger_cfg.offline),
-                "group": wandb_group(cfg, run_dir, in_sweep),
-                "tags": run_tags(cfg),
-                "name": f"{cfg.model.variant}-{cfg.encoder.name}-{run_dir.name}",
-                "job_type": "train",
-            }
-        loggers.append(instantiate(logger_cfg, **extra))
-    for logger in loggers:  # the whole resolved config, not only the model's arguments
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return loggers
-
-
-def build_module(cfg: DictConfig) -> CVOSLitModule:
-    """The LightningModule from the model and encoder groups, with the GOP from the data config."""
-    encoder = OmegaConf.to_container(cfg.encoder, resolve=True)
-    return instantiate(cfg.model, encoder=encoder, gop_size=cfg.data.gop_size)
-
-
-def finish_loggers(loggers: list[Logger], status: str) -> None:
-    """Close every logger; W&B needs it so that each job of a multirun is its own run."""
-    for logger in loggers:
-        logger.finalize(status)
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish(exit_code=0 if status == "success" else 1)
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[pl.Callback]:
+    """The `callbacks` group (`callbacks.<name>=null` drops one); the learning-rate monitor
+    needs a logger, so it goes without one."""
+    nodes = (cfg.callbacks or {}).values()
+    callbacks = [instantiate(node) for node in nodes if node is not None]
+    return [c for c in callbacks if has_logger or not isinstance(c, LearningRateMonitor)]
 
 
 def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, Any]:
     """Fit, validate and write `metrics.json`; returns the metrics."""
-    check_config(cfg)
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    module = build_module(cfg)
-    loggers = build_loggers(cfg, run_dir, in_sweep)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", **cfg.checkpoint)
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = pl.Trainer(
-        **trainer_args, logger=loggers or False, callbacks=[checkpoints], default_root_dir=run_dir
-    )
+    datamodule = instantiate(cfg.datamodule)
+    module = instantiate(cfg.model)
+    loggers = build_loggers(cfg, run_dir, in_sweep, job_type="train")
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         scores = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        metrics = {
-            "status": "ok",
-            "J&F": scores["val/J&F"],
-            "J": scores["val/J"],
-            "F": scores["val/F"],
-            "copy_baseline_J&F": scores["val/copy_baseline_J&F"],
-            "fps": scores["val/fps"],
-            "params": sum(p.numel() for p in module.net.parameters()),
-            "checkpoint": str(checkpoints.last_model_path or ""),
-        }
+        metrics = {"status": "ok", **{key: float(scores[name]) for key, name in SCORES.items()}}
+        metrics["params"] = sum(p.numel() for p in module.net.parameters())
+        metrics["checkpoint"] = last_checkpoint(trainer)
         for logger in loggers:
-            logger.log_metrics(
-                {f"final/{k}": float(v) for k, v in metrics.items() if k in FINAL_KEYS}
-            )
+            logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if k in SCORES})
         status = "success"
     finally:
         finish_loggers(loggers, status)
     if trainer.is_global_zero:  # under DDP every process gets the synced metrics; one writes them
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_json(run_dir / "metrics.json", metrics)
         print(
-            f"validation J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}); "
-            f"copy-the-first-mask baseline J&F {metrics['copy_baseline_J&F']:.3f}; "
-            f"{metrics['fps']:.1f} frames/s; metrics in {run_dir / 'metrics.json'}"
+            f"validation J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}) "
+            f"against mask_warp {metrics['mask_warp_J&F']:.3f} and copying the first mask "
+            f"{metrics['copy_baseline_J&F']:.3f}; {metrics['fps']:.1f} frames/s; "
+            f"metrics in {run_dir / 'metrics.json'}"
         )
     return metrics
+
+
+def last_checkpoint(trainer: pl.Trainer) -> str:
+    """The newest checkpoint file, or "" when checkpointing is off."""
+    checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    return str(checkpoints[0].last_model_path or "") if checkpoints else ""
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

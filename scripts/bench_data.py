@@ -20,37 +20,36 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from cvos.data import VOSDataModule
+from cvos.data import VOSData
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 100.0  # samples/s the cached path must reach
 
 
-def build(dataset: str, overrides: list[str]) -> VOSDataModule:
+def build(dataset: str, overrides: list[str]) -> VOSData:
     """The DataModule of conf/data/<dataset>.yaml with command-line style overrides."""
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=[f"data={dataset}", *overrides])
     return instantiate(cfg.data, _convert_="all")
 
 
-def samples_per_second(module: VOSDataModule, batches: int) -> float:
+def samples_per_second(module: VOSData, batches: int) -> float:
     """Throughput of `batches` training batches after one warm-up batch (worker start-up)."""
-    module.setup("fit")
-    loader = iter(module.train_dataloader())
+    loader = iter(module.train_loader())
     next(loader)
     start = time.perf_counter()
     count = sum(next(loader).key_image.shape[0] for _ in range(batches))
     return count / (time.perf_counter() - start)
 
 
-def cpu_ms_per_sample(module: VOSDataModule, samples: int) -> float:
+def cpu_ms_per_sample(module: VOSData, samples: int) -> float:
     """CPU time of one sample in this process on one thread, as in a loader worker.
 
     Other programs on the machine pull the samples/s figures down; this one they barely move.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    dataset = module.train_dataset
+    dataset = module.training_set()
     dataset[0, 0]
     start = time.process_time()
     for index in range(samples):
@@ -64,7 +63,7 @@ def bench(dataset: str, overrides: list[str], workers: int, batches: int) -> flo
     common = [*overrides, f"data.num_workers={workers}", "data.persistent_workers=false"]
     common.append("data.samples_per_epoch=100000")
     cached = build(dataset, common)
-    cached.prepare_data()
+    cached.prepare_all()
     decoding = build(dataset, [*common, "data.decode_on_the_fly=true"])
     crop = "x".join(map(str, cached.crop_size))
     print(f"{dataset}: crop {crop}, batch {cached.batch_size}, {workers} workers")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cvos.lit import CVOSLitModule, save_checkpoint
+from cvos.models import NetConfig, build_net, save_net
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIS = Path(os.environ.get("CVOS_DAVIS2016", REPO.parent / "shared" / "data" / "davis2016"))
@@ -30,16 +30,16 @@ VARIANTS = {  # variant -> (propagation, use_rsm, use_sam)
 
 
 def write_checkpoint(path: Path, variant: str, encoder: str) -> None:
-    """An untrained network saved as `cvos.train` saves it (tensors and plain config)."""
+    """An untrained network in the exported form (tensors and its NetConfig)."""
     propagation, use_rsm, use_sam = VARIANTS[variant]
-    module = CVOSLitModule(
+    config = NetConfig(
         variant=variant,
         propagation=propagation,
-        encoder={"name": encoder, "weights": None, "frozen_bn": False},
+        encoder={"name": encoder},
         use_rsm=use_rsm,
         use_sam=use_sam,
     )
-    save_checkpoint(module, path)
+    save_net(build_net(config), config, path)
 
 
 def evaluate(variant: str, checkpoint: Path | None, data: list[str], run_dir: Path) -> dict:
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--encoder", default="resnet50")
     parser.add_argument("--input-size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"))
     args = parser.parse_args()
-    size = f"model.input_size=[{args.input_size[0]},{args.input_size[1]}]"
+    size = f"input_size=[{args.input_size[0]},{args.input_size[1]}]"
     if (DAVIS / "JPEGImages" / "480p").is_dir():
         data = ["data=davis16", f"data.root={DAVIS}", size]
         source = f"DAVIS 2016 val ({DAVIS})"

@@ -14,17 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvos.compare import (
-    NO_METRICS,
-    RunRecord,
-    Scores,
-    compare,
-    main,
-    markdown_table,
-    read_sweep,
-    read_wandb,
-)
+from cvos.compare import main
 from cvos.errors import ConfigError, DataError
+from cvos.reporting import RunRecord, Scores, compare, markdown_table, read_sweep, read_wandb
+from cvos.reporting.runs import NO_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 CSV_COLUMNS = ["run", "model", "J&F", "J", "F", "fps", "params", "status", "error"]
@@ -112,18 +105,14 @@ def test_compare_ranks_by_jf_with_failed_runs_last(sweep: Path) -> None:
     assert comparison.label(comparison.runs[0]) == "model=framewise"
 
 
-def test_cli_writes_markdown_csv_and_png(sweep: Path, tmp_path: Path) -> None:
+def test_cli_writes_markdown_csv_and_png(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "-m", "cvos.compare", str(sweep), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "| run | model | J&F |" in result.stdout
-    assert str(out / "comparison.png") in result.stdout
+    main([str(sweep), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| run | model | J&F |" in printed
+    assert str(out / "comparison.png") in printed
 
     rows = read_csv(out / "comparison.csv")
     assert list(rows[0]) == CSV_COLUMNS  # constant keys (experiment, data.gop_size) left out

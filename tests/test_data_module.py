@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,15 +15,18 @@ from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
 from cvos.codec import PictureType
-from cvos.data import EvalSequence, TrainBatch, VOSDataModule
+from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
 from cvos.data.samples import PACKED_DTYPES, EpochSampler
-from cvos.data.transforms import Augment, ClipArrays, sample_affine, transform_clip, warp
+from cvos.data.transforms import Augment, sample_affine, transform_masks
 from cvos.errors import ConfigError, DataError
+from cvos.inference import Propagator, StreamTiming, stream
+from cvos.models import NetConfig, build_net, frame_inputs
+from cvos.models.geometry import sample_nearest
 
 TINY = {"num_train": 3, "num_val": 2, "min_frames": 14, "max_frames": 14, "height": 56, "width": 88}
 
 
-def synthetic_module(cache_dir: Path, **overrides: object) -> VOSDataModule:
+def synthetic_module(cache_dir: Path, **overrides: object) -> VOSData:
     options = {
         "name": "synthetic",
         "cache_dir": cache_dir,
@@ -33,23 +38,23 @@ def synthetic_module(cache_dir: Path, **overrides: object) -> VOSDataModule:
         "prepare_workers": 1,
         "synthetic": TINY,
     }
-    return VOSDataModule(**{**options, **overrides})
+    return VOSData(**{**options, **overrides})
 
 
 @pytest.fixture(scope="module")
-def datamodule(tmp_path_factory: pytest.TempPathFactory) -> VOSDataModule:
+def data(tmp_path_factory: pytest.TempPathFactory) -> VOSData:
     module = synthetic_module(tmp_path_factory.mktemp("cache"))
-    module.prepare_data()
-    module.setup("fit")
+    module.prepare_all()
+    module.training_set()
     return module
 
 
-def test_training_batch_has_the_documented_shapes_and_dtypes(datamodule: VOSDataModule) -> None:
-    batches = list(datamodule.train_dataloader())
+def test_training_batch_has_the_documented_shapes_and_dtypes(data: VOSData) -> None:
+    batches = list(data.train_loader())
     assert len(batches) == 2  # samples_per_epoch / batch_size
     packed = batches[0]
     assert {k: v.dtype for k, v in vars(packed).items() if k in PACKED_DTYPES} == PACKED_DTYPES
-    batch = datamodule.on_after_batch_transfer(packed, 0)
+    batch = packed.unpacked()
     assert isinstance(batch, TrainBatch)
     shapes = {name: tuple(value.shape) for name, value in vars(batch).items()}
     channels = {"ref_image": 3, "key_image": 3, "target_image": 3, "residual_acc": 3, "mv_acc": 2}
@@ -67,8 +72,8 @@ def test_training_batch_has_the_documented_shapes_and_dtypes(datamodule: VOSData
     assert batch.gop_position.min() >= 0 and batch.gop_position.max() < 6
 
 
-def test_packed_batches_unpack_to_the_samples(datamodule: VOSDataModule) -> None:
-    dataset = datamodule.train_dataset
+def test_packed_batches_unpack_to_the_samples(data: VOSData) -> None:
+    dataset = data.training_set()
     samples = [dataset[i, i] for i in range(0, 40, 10)]
     batch = TrainBatch.collate(samples).unpacked()
     for index, sample in enumerate(samples):
@@ -93,17 +98,17 @@ class DtypeProbe(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_lightning_unpacks_batches_on_the_device(datamodule: VOSDataModule) -> None:
+def test_lightning_unpacks_batches_on_the_device(data: VOSData) -> None:
     trainer = pl.Trainer(
         accelerator="cpu", fast_dev_run=2, logger=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
-    trainer.fit(DtypeProbe(), datamodule=datamodule)
+    trainer.fit(DtypeProbe(), datamodule=VOSDataModule(data))
     assert trainer.global_step == 2
 
 
-def test_iframes_are_targets_too(datamodule: VOSDataModule) -> None:
-    dataset = datamodule.train_dataset
+def test_iframes_are_targets_too(data: VOSData) -> None:
+    dataset = data.training_set()
     positions = [c.target - c.key for c in dataset.candidates]
     assert 0 < positions.count(0) < len(positions)
     sample = dataset[positions.index(0), 0]
@@ -114,8 +119,8 @@ def test_iframes_are_targets_too(datamodule: VOSDataModule) -> None:
         assert getattr(sample, name).abs().max() == 0
 
 
-def test_samples_are_reproducible_from_their_seed(datamodule: VOSDataModule) -> None:
-    dataset = datamodule.train_dataset
+def test_samples_are_reproducible_from_their_seed(data: VOSData) -> None:
+    dataset = data.training_set()
     a, b, c = dataset[5, 1], dataset[5, 1], dataset[5, 2]
     assert torch.equal(a.ref_image, b.ref_image) and torch.equal(a.prior, b.prior)
     assert not torch.equal(b.prior, c.prior)
@@ -135,13 +140,13 @@ def test_epoch_sampler_depends_on_seed_and_epoch_only() -> None:
     assert sorted(index for index, _ in EpochSampler(7, None, seed=0)) == list(range(7))
 
 
-def test_codec_vectors_stay_consistent_under_augmentation(datamodule: VOSDataModule) -> None:
+def test_codec_vectors_stay_consistent_under_augmentation(data: VOSData) -> None:
     """Warping the transformed I-frame mask with the transformed codec vectors fits the
     transformed target as well as before the transform (flip + resize + crop + translation)."""
     augment = Augment(flip_p=1.0, scale_range=(0.8, 1.1), max_translation=0.05)
     before, after, stale = [], [], []
     rng = np.random.default_rng(0)
-    for prepared in datamodule.open_split("train"):
+    for prepared in data.open_split("train"):
         labels, mv_acc = prepared.labels, prepared.array("mv_acc")
         size = (prepared.meta.height, prepared.meta.width)
         for t in range(prepared.meta.num_frames):
@@ -152,35 +157,75 @@ def test_codec_vectors_stay_consistent_under_augmentation(datamodule: VOSDataMod
                 key_mask = (labels[key] == obj.object_id).view(np.uint8)
                 target_mask = (labels[t] == obj.object_id).view(np.uint8)
                 before.append(iou(warp_by_motion(key_mask, np.asarray(mv_acc[t])), target_mask))
-                affine = sample_affine(size, (64, 96), augment, rng)
+                affine = sample_affine(size, (56, 96), (48, 80), augment, rng)
                 zeros = np.zeros((*size, 3), np.uint8)
-                clip = ClipArrays(
-                    zeros, zeros, zeros, mv_acc[t], mv_acc[t], key_mask, target_mask, key_mask
+                frame = SimpleNamespace(
+                    bgr=zeros, mv=mv_acc[t], mv_acc=mv_acc[t], residual_acc=zeros
                 )
-                out = transform_clip(clip, affine)
-                moved_key, moved_target = out.key_mask[0].numpy(), out.target_mask[0].numpy()
-                after.append(
-                    iou(
-                        warp_by_motion(moved_key, out.mv_acc.permute(1, 2, 0).numpy()), moved_target
-                    )
-                )
-                unmapped = warp([mv_acc[t]], affine, "nearest").permute(1, 2, 0).numpy()
+                field = frame_inputs(frame, affine, ("mv_acc",)).mv_acc.permute(1, 2, 0).numpy()
+                moved_key, moved_target = transform_masks([key_mask, target_mask], affine).numpy()
+                after.append(iou(warp_by_motion(moved_key, field), moved_target))
+                unmapped = sample_nearest([mv_acc[t]], affine).permute(1, 2, 0).numpy()
                 stale.append(iou(warp_by_motion(moved_key, unmapped), moved_target))
     assert len(before) > 20
     assert np.mean(after) >= np.mean(before) - 0.03
     assert np.mean(stale) < np.mean(after) - 0.05  # control: vectors left as they were do not fit
 
 
-def test_worker_processes_deliver_batches(datamodule: VOSDataModule) -> None:
-    module = synthetic_module(datamodule.cache_dir, num_workers=2, persistent_workers=True)
-    loader = module.train_dataloader()
+def test_a_sample_without_augmentation_holds_what_the_network_gets_at_inference(
+    data: VOSData,
+) -> None:
+    """The tensors of a training sample for frame t are those the propagator hands the network
+    for frame t of the decoded video: one function turns frames into inputs for both."""
+    plain = synthetic_module(
+        data.cache_dir, input_size=(48, 80), augment={"reference": {}, "clip": {}}
+    )
+    dataset = plain.training_set()
+    index = next(i for i, c in enumerate(dataset.candidates) if c.target - c.key == 4)
+    candidate, sample = dataset.candidates[index], dataset[index, 0]
+    sequence = plain.eval_sequences("train")[candidate.sequence]
+    config = NetConfig(input_size=(48, 80), embed_dim=16)
+    seen = {}
+    for propagation in ("feature", "framewise"):
+        net = build_net(dataclass_replace(config, propagation=propagation)).eval()
+        record_calls(net, seen, propagation)
+        propagator = Propagator(net, dataclass_replace(config, propagation=propagation))
+        frames = EvalSequence(**{**vars(sequence), "decode": True}).frames()
+        list(stream(propagator, frames, sequence.init_masks, StreamTiming()))
+    encoded = seen["framewise", "encode"]
+    torch.testing.assert_close(sample.key_image, encoded[candidate.key][0][0], rtol=0, atol=0)
+    torch.testing.assert_close(sample.target_image, encoded[candidate.target][0][0], rtol=0, atol=0)
+    p_frames = [t for t, kind in enumerate(sequence.prepared.meta.picture_types) if kind == "P"]
+    propagated = seen["feature", "propagate"][p_frames.index(candidate.target)]
+    mv_acc, residual_acc, mv, _ = propagated[1:]
+    for name, tensor in (("mv_acc", mv_acc), ("residual_acc", residual_acc), ("mv", mv)):
+        torch.testing.assert_close(getattr(sample, name), tensor[0], rtol=0, atol=0, msg=name)
+    assert sample.mv_acc.abs().max() > 0 and sample.residual_acc.abs().max() > 0
+
+
+def record_calls(net: torch.nn.Module, seen: dict, propagation: str) -> None:
+    """Record the arguments of `net.encode` and `net.propagate`, frame by frame."""
+    for method in ("encode", "propagate"):
+        calls = seen.setdefault((propagation, method), [])
+        original = getattr(net, method)
+
+        def wrapper(*args, _original=original, _calls=calls, **kwargs):
+            _calls.append(args)
+            return _original(*args, **kwargs)
+
+        setattr(net, method, wrapper)
+
+
+def test_worker_processes_deliver_batches(data: VOSData) -> None:
+    module = synthetic_module(data.cache_dir, num_workers=2, persistent_workers=True)
+    loader = module.train_loader()
     assert loader.persistent_workers and loader.num_workers == 2
     batches = [batch.target_mask.shape for batch in loader]
     assert batches == [torch.Size([4, 1, 48, 80])] * 2
 
 
-def test_validation_streams_whole_sequences(datamodule: VOSDataModule) -> None:
-    sequences = list(datamodule.val_dataloader())
+def test_validation_streams_whole_sequences(data: VOSData) -> None:
+    sequences = list(data.val_loader())
     assert len(sequences) == 2 and all(isinstance(s, EvalSequence) for s in sequences)
     sequence = sequences[0]
     assert (sequence.height, sequence.width) == (56, 88) and len(sequence.frame_names) == 14
@@ -192,7 +237,7 @@ def test_validation_streams_whole_sequences(datamodule: VOSDataModule) -> None:
     frames = list(sequence.frames())
     assert [f.index for f in frames] == list(range(14))
     assert [f.picture_type for f in frames if f.gop_position == 0] == [PictureType.I] * 3
-    assert frames[7].bgr.shape == (56, 88, 3) and frames[7].mv_acc.dtype == np.int32
+    assert frames[7].bgr.shape == (56, 88, 3) and np.issubdtype(frames[7].mv_acc.dtype, np.integer)
     decoded = list(EvalSequence(**{**vars(sequence), "decode": True}).frames())
     for cached, fresh in zip(frames, decoded, strict=True):
         assert cached.gop_index == fresh.gop_index and cached.gop_position == fresh.gop_position
@@ -201,25 +246,22 @@ def test_validation_streams_whole_sequences(datamodule: VOSDataModule) -> None:
         np.testing.assert_array_equal(cached.rgb, fresh.rgb)
 
 
-def test_max_val_sequences(datamodule: VOSDataModule) -> None:
-    module = synthetic_module(datamodule.cache_dir, max_val_sequences=1)
+def test_max_val_sequences(data: VOSData) -> None:
+    module = synthetic_module(data.cache_dir, max_val_sequences=1)
     assert [s.name for s in module.eval_sequences("val")] == ["val-000"]
 
 
-def test_each_gop_size_and_synthetic_spec_has_its_own_cache(datamodule: VOSDataModule) -> None:
-    reseeded = synthetic_module(datamodule.cache_dir, synthetic={**TINY, "seed": 1})
-    assert reseeded.prepared_dir.parent != datamodule.prepared_dir.parent
-    other = synthetic_module(datamodule.cache_dir, gop_size=4)
-    assert other.prepared_dir != datamodule.prepared_dir
-    assert (
-        other.prepared_dir.name == "mpeg4-gop4-q5"
-        and datamodule.prepared_dir.name == "mpeg4-gop6-q5"
-    )
+def test_each_gop_size_and_synthetic_spec_has_its_own_cache(data: VOSData) -> None:
+    reseeded = synthetic_module(data.cache_dir, synthetic={**TINY, "seed": 1})
+    assert reseeded.prepared_dir.parent != data.prepared_dir.parent
+    other = synthetic_module(data.cache_dir, gop_size=4)
+    assert other.prepared_dir != data.prepared_dir
+    assert other.prepared_dir.name == "mpeg4-gop4-q5" and data.prepared_dir.name == "mpeg4-gop6-q5"
     with pytest.raises(DataError, match="is not prepared"):
-        other.setup("fit")
+        other.training_set()
     other.prepare(other.train_split, progress=False)
     assert other.open_split("train")[0].meta.picture_types.startswith("IPPPIPPPI")
-    assert datamodule.open_split("train")[0].meta.picture_types.startswith("IPPPPPIPPPPPI")
+    assert data.open_split("train")[0].meta.picture_types.startswith("IPPPPPIPPPPPI")
 
 
 def test_youtube_vos_sparse_masks_and_late_objects(tmp_path: Path) -> None:
@@ -228,13 +270,12 @@ def test_youtube_vos_sparse_masks_and_late_objects(tmp_path: Path) -> None:
     write_ytvos(
         root, "valid", {f"valid-{name}": video for name, video in videos.items()}
     )  # ids differ per split
-    module = VOSDataModule(
+    module = VOSData(
         name="ytvos", layout="ytvos", root=root, cache_dir=tmp_path / "cache", gop_size=6,
         crop_size=(32, 64), num_workers=0, val_split="valid", prepare_workers=1,
     )  # fmt: skip
-    module.prepare_data()
-    module.setup("fit")
-    for candidate in module.train_dataset.candidates:
+    module.prepare_all()
+    for candidate in module.training_set().candidates:
         assert candidate.target % 3 == 0 and candidate.key % 6 == 0  # annotated target and I-frame
         assert candidate.previous == max(candidate.target - 3, 0)
     sequence = module.eval_sequences("valid")[0]
@@ -247,13 +288,15 @@ def test_youtube_vos_sparse_masks_and_late_objects(tmp_path: Path) -> None:
 
 def test_bad_configuration() -> None:
     with pytest.raises(ConfigError, match="data=davis16 needs its dataset folder"):
-        VOSDataModule(name="davis16", layout="davis2016")
+        VOSData(name="davis16", layout="davis2016")
     with pytest.raises(ConfigError, match="crop_size"):
-        VOSDataModule(name="synthetic", synthetic={}, crop_size=(4, 4))
+        VOSData(name="synthetic", synthetic={}, crop_size=(4, 4))
     with pytest.raises(ConfigError, match="samples_per_epoch=2 is below data.batch_size=4"):
-        VOSDataModule(name="synthetic", synthetic={}, samples_per_epoch=2, batch_size=4)
+        VOSData(name="synthetic", synthetic={}, samples_per_epoch=2, batch_size=4)
     with pytest.raises(ConfigError, match="data.augment"):
-        VOSDataModule(name="synthetic", synthetic={}, augment={"flip": 0.5})
+        VOSData(name="synthetic", synthetic={}, augment={"flip": 0.5})
+    with pytest.raises(ConfigError, match="data.gop_size must be a whole number"):
+        VOSData(name="synthetic", synthetic={}, gop_size=0)
 
 
 def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
@@ -270,12 +313,12 @@ def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
     frames = sorted(os.listdir(root / "JPEGImages" / "480p" / name))
     lines = [f"/JPEGImages/480p/{name}/{f} /Annotations/480p/{name}/{f[:-4]}.png" for f in frames]
     (root / "ImageSets" / "480p" / "train.txt").write_text("\n".join(lines))
-    module = VOSDataModule(
+    module = VOSData(
         name="davis16", layout="davis2016", root=root, cache_dir=tmp_path / "cache",
         crop_size=(256, 512), batch_size=2, num_workers=0, samples_per_epoch=2, val_split="train",
     )  # fmt: skip
-    module.prepare_data()
-    batch = module.on_after_batch_transfer(next(iter(module.train_dataloader())), 0)
+    module.prepare_all()
+    batch = next(iter(module.train_loader())).unpacked()
     assert batch.key_image.shape == (2, 3, 256, 512) and batch.mv_acc.shape == (2, 2, 256, 512)
     assert batch.prior.shape == (2, 1, 256, 512) and batch.ref_mask.sum() > 100
     assert batch.mv_acc.dtype == torch.float32

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from jobs import compose_job, run_module
 
-from cvos.data import VOSDataModule
+from cvos.data import VOSData
+from cvos.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -31,7 +31,7 @@ def test_every_data_config_instantiates(name: str, tmp_path: Path) -> None:
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=overrides)
     module = instantiate(cfg.data, _convert_="all")
-    assert isinstance(module, VOSDataModule) and module.name == name and module.gop_size == 12
+    assert isinstance(module, VOSData) and module.name == name and module.gop_size == 12
     assert module.prepared_dir.name == "mpeg4-gop12-q5"
     assert cfg.splits == [cfg.data.train_split, cfg.data.val_split]
     if name == "synthetic":
@@ -43,28 +43,20 @@ def test_every_data_config_instantiates(name: str, tmp_path: Path) -> None:
         assert module.prepared_dir.parent == tmp_path / "prepared" / name
 
 
-def _prepare(*overrides: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "cvos.prepare",
-        *overrides,
-        "hydra.run.dir=${data.cache_dir}/run",
-    ]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.slow
-def test_prepare_entry_point_then_rerun_skips(tmp_path: Path) -> None:
-    run = _prepare(f"data.cache_dir={tmp_path}", "workers=2", *TINY)
-    assert run.returncode == 0, run.stderr
-    assert "train: 2 sequences prepared (2 encoded now)" in run.stdout
-    assert "val: 1 sequences prepared (1 encoded now)" in run.stdout
-    assert "prepare synthetic" in run.stderr  # the progress bar
+def test_prepare_entry_point_then_rerun_skips(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    overrides = [f"data.cache_dir={tmp_path}", "workers=2", *TINY]
+    prepare(compose_job("prepare", overrides, tmp_path / "run"))
+    printed = capsys.readouterr()
+    assert "train: 2 sequences prepared (2 encoded now)" in printed.out
+    assert "val: 1 sequences prepared (1 encoded now)" in printed.out
+    assert "prepare synthetic" in printed.err  # the progress bar
+    prepare(compose_job("prepare", overrides, tmp_path / "run"))
+    assert "train: 2 sequences prepared (0 encoded now)" in capsys.readouterr().out
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=[f"data.cache_dir={tmp_path}", *TINY])
     module = instantiate(cfg.data, _convert_="all")
-    assert module.prepare("train", progress=False) == 0  # the same code path, now all verified
     assert sorted(p.name for p in module.prepared_dir.iterdir()) == [
         "train-000",
         "train-001",
@@ -72,10 +64,13 @@ def test_prepare_entry_point_then_rerun_skips(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.slow
 def test_prepare_reports_user_errors_in_one_line(tmp_path: Path) -> None:
-    missing = _prepare(
-        "data=davis16", f"data.root={tmp_path / 'nowhere'}", f"data.cache_dir={tmp_path}"
-    )
+    missing = run_module(
+        "cvos.prepare", "data=davis16", f"data.root={tmp_path / 'nowhere'}",
+        f"data.cache_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f"error: dataset folder {tmp_path / 'nowhere'} does not exist"
+    assert missing.stderr.strip() == (
+        f"error: data.root={tmp_path / 'nowhere'}: no such folder; "
+        "set data.root to the davis16 dataset"
+    )

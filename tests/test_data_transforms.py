@@ -1,19 +1,17 @@
-"""Geometric augmentation: frames, masks and motion fields stay consistent under one map."""
+"""Geometry of network inputs: frames, masks and motion fields stay consistent under one map."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from scipy.ndimage import map_coordinates
 
-from cvos.data.transforms import (
-    Augment,
-    ClipArrays,
-    dilate_or_erode,
-    resize_affine,
-    sample_affine,
-    transform_clip,
-    warp,
-)
+from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
+from cvos.models import frame_inputs, resize_affine
+from cvos.models.geometry import sample_bilinear, sample_nearest
+
+SIZE = (120, 200)
 
 
 def warp_by_motion(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -31,50 +29,65 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
 
-def panning_clip(shift: tuple[int, int] = (8, 3)) -> ClipArrays:
-    """A camera pan by `shift` (dx, dy) from the I-frame to the target, with a square object."""
+def panning_clip(shift: tuple[int, int] = (8, 3)) -> SimpleNamespace:
+    """A camera pan by `shift` (dx, dy) from the I-frame to the target, with a square object:
+    the target frame (codec arrays: bgr, mv, mv_acc, residual_acc) and both masks."""
     rng = np.random.default_rng(0)
-    h, w = 120, 200
+    h, w = SIZE
     key_mask = np.zeros((h, w), np.uint8)
     key_mask[35:85, 60:140] = 1
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     mv_acc = np.empty((h, w, 2), np.int16)
     mv_acc[:] = shift
-    return ClipArrays(
-        key_image=image,
-        target_image=np.roll(image, shift=(shift[1], shift[0]), axis=(0, 1)),
-        residual_acc=np.zeros((h, w, 3), np.int16),
-        mv_acc=mv_acc,
-        mv=mv_acc.copy(),
-        key_mask=key_mask,
-        target_mask=np.roll(key_mask, shift=(shift[1], shift[0]), axis=(0, 1)),
-        prev_mask=key_mask,
-    )
+    residual = rng.integers(-255, 256, (h, w, 3)).astype(np.int16)
+    target = SimpleNamespace(bgr=image, mv=mv_acc.copy(), mv_acc=mv_acc, residual_acc=residual)
+    target_mask = np.roll(key_mask, shift=(shift[1], shift[0]), axis=(0, 1))
+    return SimpleNamespace(frame=target, key_mask=key_mask, target_mask=target_mask)
 
 
-def test_identity_map_reproduces_the_input() -> None:
+def transformed(clip: SimpleNamespace, affine) -> tuple:
+    """The target's inputs and the [key, target] masks (2 x h x w) through one map."""
+    inputs = frame_inputs(clip.frame, affine)
+    return inputs, transform_masks([clip.key_mask, clip.target_mask], affine)
+
+
+def test_identity_map_reproduces_the_input_with_residuals_in_rgb() -> None:
     clip = panning_clip()
-    out = transform_clip(clip, resize_affine((120, 200), (120, 200)))
-    np.testing.assert_allclose(
-        out.key_image.permute(1, 2, 0).numpy() * 255, clip.key_image, atol=0.01
-    )
-    np.testing.assert_array_equal(out.mv_acc.permute(1, 2, 0).numpy(), clip.mv_acc)
-    np.testing.assert_array_equal(out.target_mask[0].numpy(), clip.target_mask)
+    inputs, masks = transformed(clip, resize_affine(SIZE, SIZE))
+    rgb = clip.frame.bgr[..., ::-1]
+    np.testing.assert_allclose(inputs.image.permute(1, 2, 0).numpy() * 255, rgb, atol=0.01)
+    np.testing.assert_array_equal(inputs.mv_acc.permute(1, 2, 0).numpy(), clip.frame.mv_acc)
+    residual_rgb = clip.frame.residual_acc[..., ::-1] / 255.0
+    np.testing.assert_allclose(inputs.residual_acc.permute(1, 2, 0).numpy(), residual_rgb)
+    np.testing.assert_array_equal(masks[1].numpy(), clip.target_mask)
 
 
 def test_flip_mirrors_fields_and_negates_dx() -> None:
     clip = panning_clip()
-    affine = sample_affine((120, 200), (120, 200), Augment(flip_p=1.0), np.random.default_rng(0))
-    out = transform_clip(clip, affine)
-    expected = clip.mv_acc[:, ::-1].astype(np.float32) * np.array([-1, 1], np.float32)
-    np.testing.assert_array_equal(out.mv_acc.permute(1, 2, 0).numpy(), expected)
-    np.testing.assert_array_equal(out.key_mask[0].numpy(), clip.key_mask[:, ::-1])
+    affine = sample_affine(SIZE, SIZE, SIZE, Augment(flip_p=1.0), np.random.default_rng(0))
+    inputs, masks = transformed(clip, affine)
+    expected = clip.frame.mv_acc[:, ::-1].astype(np.float32) * np.array([-1, 1], np.float32)
+    np.testing.assert_array_equal(inputs.mv_acc.permute(1, 2, 0).numpy(), expected)
+    np.testing.assert_array_equal(masks[0].numpy(), clip.key_mask[:, ::-1])
 
 
 def test_resize_scales_vectors_by_the_same_factors() -> None:
     clip = panning_clip()
-    out = transform_clip(clip, resize_affine((60, 100), (120, 200)))  # x2 both ways
-    assert torch.all(out.mv_acc.flatten(1) == torch.tensor([[16.0], [6.0]]))
+    inputs, _ = transformed(clip, resize_affine(SIZE, (240, 100)))  # x2 down, /2 across
+    assert torch.all(inputs.mv_acc.flatten(1) == torch.tensor([[4.0], [6.0]]))
+
+
+def test_resize_matches_interpolation_with_pixel_edges_aligned() -> None:
+    """Stretching to the network size samples like F.interpolate(align_corners=False)."""
+    image = np.random.default_rng(1).integers(0, 256, (60, 100, 1)).astype(np.uint8)
+    ours = sample_bilinear([image], resize_affine((60, 100), (48, 64)))
+    reference = torch.nn.functional.interpolate(
+        torch.from_numpy(image).permute(2, 0, 1)[None].float(),
+        size=(48, 64),
+        mode="bilinear",
+        align_corners=False,
+    )[0]
+    torch.testing.assert_close(ours, reference, atol=0.01, rtol=0)
 
 
 AUGMENTS = {
@@ -91,33 +104,34 @@ def test_warping_transformed_mask_matches_transformed_target(name: str) -> None:
     """Warping the I-frame mask by the motion fits the target as well after the map as before
     (up to rounding along the object's border)."""
     clip = panning_clip()
-    before = iou(warp_by_motion(clip.key_mask, clip.mv_acc), clip.target_mask)
+    before = iou(warp_by_motion(clip.key_mask, clip.frame.mv_acc), clip.target_mask)
     assert before == 1.0
     for seed in range(3):
-        affine = sample_affine((120, 200), (96, 128), AUGMENTS[name], np.random.default_rng(seed))
-        out = transform_clip(clip, affine)
-        field = out.mv_acc.permute(1, 2, 0).numpy()
-        assert (
-            iou(warp_by_motion(out.key_mask[0].numpy(), field), out.target_mask[0].numpy()) >= 0.95
-        )
+        rng = np.random.default_rng(seed)
+        affine = sample_affine(SIZE, (96, 160), (96, 128), AUGMENTS[name], rng)
+        inputs, masks = transformed(clip, affine)
+        field = inputs.mv_acc.permute(1, 2, 0).numpy()
+        assert iou(warp_by_motion(masks[0].numpy(), field), masks[1].numpy()) >= 0.95
 
 
 def test_vectors_left_untransformed_do_not_fit() -> None:
     """The control of the test above: resampling the field without mapping the vectors fails."""
     clip = panning_clip()
-    affine = sample_affine((120, 200), (96, 128), AUGMENTS["all"], np.random.default_rng(0))
-    out = transform_clip(clip, affine)
-    stale = warp([clip.mv_acc], affine, "nearest").permute(1, 2, 0).numpy()
-    assert iou(warp_by_motion(out.key_mask[0].numpy(), stale), out.target_mask[0].numpy()) < 0.7
+    rng = np.random.default_rng(0)
+    affine = sample_affine(SIZE, (96, 160), (96, 128), AUGMENTS["all"], rng)
+    _, masks = transformed(clip, affine)
+    stale = sample_nearest([clip.frame.mv_acc], affine).permute(1, 2, 0).numpy()
+    assert iou(warp_by_motion(masks[0].numpy(), stale), masks[1].numpy()) < 0.7
 
 
-def test_warp_reads_zero_outside_the_input() -> None:
+def test_outside_the_frame_reads_zero() -> None:
     image = np.full((10, 10, 1), 7, np.uint8)
     affine = sample_affine(
-        (10, 10), (10, 10), Augment(scale_range=(0.5, 0.5)), np.random.default_rng(0)
+        (10, 10), (10, 10), (10, 10), Augment(scale_range=(0.5, 0.5)), np.random.default_rng(0)
     )
-    out = warp([image], affine, "nearest")[0]
-    assert out[5, 5] == 7 and out[0, 0] == 0
+    for sample in (sample_nearest, sample_bilinear):
+        out = sample([image], affine)[0]
+        assert out[5, 5] == 7 and out[0, 0] == 0
 
 
 def test_dilate_and_erode_change_area_by_the_kernel() -> None:

@@ -12,7 +12,7 @@ from cvos.codec import CompressedVideo, EncodeSettings, encode_video
 from cvos.codec.synthetic import SyntheticVideo, moving_square_video
 from cvos.inference import Propagator
 from cvos.metrics import region_similarity
-from cvos.models import CVOSNet, build_encoder
+from cvos.models import CVOSNet, NetConfig, build_net, mask_warp_config
 
 FRAMES, HEIGHT, WIDTH = 24, 128, 224
 
@@ -33,15 +33,17 @@ def run(propagator: Propagator, path: Path, starts: dict[int, np.ndarray]) -> li
         return [propagator.step(frame, starts.get(frame.index)).labels for frame in video]
 
 
-def tiny_net(**flags: bool) -> CVOSNet:
+def tiny(propagation: str = "feature", **flags: bool) -> tuple[CVOSNet, NetConfig]:
+    """An untrained tiny network and its config."""
     torch.manual_seed(0)
-    return CVOSNet(build_encoder("tiny"), embed_dim=32, **flags).eval()
+    config = NetConfig(variant="test", propagation=propagation, embed_dim=32, **flags)
+    return build_net(config).eval(), config
 
 
 def test_mask_warp_without_network_tracks_the_square(square: tuple[SyntheticVideo, Path]) -> None:
     video, path = square
     first = video.masks[0].astype(np.uint8)
-    labels = run(Propagator(None, propagation="mask"), path, {0: first})
+    labels = run(Propagator(None, mask_warp_config()), path, {0: first})
     tracked = [region_similarity(labels[t] == 1, video.masks[t]) for t in range(1, FRAMES)]
     copied = [region_similarity(first == 1, video.masks[t]) for t in range(1, FRAMES)]
     # Blocks that straddle the square's edge carry the background's motion, so the warped
@@ -60,7 +62,7 @@ def test_feature_propagation_segments_every_object_with_flat_state(
     first = np.zeros((HEIGHT, WIDTH), np.uint8)
     first[video.masks[0]] = 3
     first[90:120, 170:210] = 7
-    propagator = Propagator(tiny_net(use_rsm=True, use_sam=True), propagation="feature")
+    propagator = Propagator(*tiny(use_rsm=True, use_sam=True))
     shapes = []
     with CompressedVideo(path) as stream:
         for frame in stream:
@@ -83,7 +85,7 @@ def test_objects_start_on_the_frame_of_their_first_mask(
     early = np.zeros((HEIGHT, WIDTH), np.uint8)
     early[100:120, 180:210] = 1
     labels = run(
-        Propagator(tiny_net(use_rsm=False, use_sam=True), propagation="feature"),
+        Propagator(*tiny(use_rsm=False, use_sam=True)),
         path,
         {0: early, 5: late},
     )
@@ -98,11 +100,12 @@ def propagator_ids(labels: list[np.ndarray]) -> set[int]:
 
 def test_framewise_runs_the_encoder_on_every_frame(square: tuple[SyntheticVideo, Path]) -> None:
     video, path = square
-    net = tiny_net(use_rsm=False, use_sam=False)
+    net, config = tiny("framewise", use_rsm=False, use_sam=False)
     calls = []
     net.encoder.register_forward_hook(lambda *_: calls.append(1))
-    run(Propagator(net, propagation="framewise"), path, {0: video.masks[0].astype(np.uint8)})
+    run(Propagator(net, config), path, {0: video.masks[0].astype(np.uint8)})
     assert len(calls) == FRAMES
     calls.clear()
-    run(Propagator(net, propagation="feature"), path, {0: video.masks[0].astype(np.uint8)})
+    feature = NetConfig(**{**config.to_dict(), "propagation": "feature"})
+    run(Propagator(net, feature), path, {0: video.masks[0].astype(np.uint8)})
     assert len(calls) == FRAMES // 12  # I-frames only

@@ -10,11 +10,14 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch import Tensor, nn
 
+from cvos.data import TrainBatch
 from cvos.errors import CheckpointError, ConfigError, DataError
+from cvos.lit import CVOSLitModule
 from cvos.models import (
     EMPTY_BANK_SCORE,
     ENCODERS,
     CVOSNet,
+    NetConfig,
     Reference,
     build_encoder,
     downsample_flow,
@@ -281,27 +284,32 @@ def p_frame_inputs(b: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return mv_acc, residual, mv, prior
 
 
+def random_batch(b: int) -> TrainBatch:
+    """A float32 training batch of P-frame targets (GOP positions 3 and 5), SIZE x SIZE."""
+    mv_acc, residual, mv, prior = p_frame_inputs(b)
+    masks = (torch.rand(3, b, 1, SIZE, SIZE) > 0.7).float()
+    return TrainBatch(
+        ref_image=torch.rand(b, 3, SIZE, SIZE), ref_mask=masks[0],
+        key_image=torch.rand(b, 3, SIZE, SIZE), key_mask=masks[1],
+        target_image=torch.rand(b, 3, SIZE, SIZE), target_mask=masks[2],
+        mv_acc=mv_acc, residual_acc=residual, mv=mv, prior=prior,
+        gop_position=torch.tensor([3, 5]),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("use_sam", [False, True])
 @pytest.mark.parametrize("use_rsm", [False, True])
 def test_training_step_reaches_exactly_the_enabled_modules(use_rsm: bool, use_sam: bool) -> None:
-    net = tiny_net(use_rsm=use_rsm, use_sam=use_sam).train()
-    frames = torch.rand(3, 2, 3, SIZE, SIZE)  # reference, key, target; B = 2
-    masks = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
-    ref = net.reference(net.encode(frames[0]), masks)
-    p = net.propagate(net.encode(frames[1]), *p_frame_inputs(2))
-    logits = net.decode(p.feats, ref, (SIZE, SIZE))  # B x 1 x 2 x H x W
-    target = masks[:, 0].long()
-    loss = F.cross_entropy(logits[:, 0], target)
-    if use_sam:
-        assert p.attention_logits is not None and p.attention_logits.shape == (2, 2, SIZE, SIZE)
-        loss = loss + 0.5 * F.cross_entropy(p.attention_logits, target)
+    config = NetConfig(variant="test", use_rsm=use_rsm, use_sam=use_sam, embed_dim=32)
+    module = CVOSLitModule(net=config).train()
+    loss = module.training_step(random_batch(2), 0)
     loss.backward()
-
-    for name, module, on in (("rsm", net.rsm, use_rsm), ("sam", net.sam, use_sam)):
+    net = module.net
+    for name, part, on in (("rsm", net.rsm, use_rsm), ("sam", net.sam, use_sam)):
         owned = [n for n, _ in net.named_parameters() if n.startswith(f"{name}.")]
-        assert (module is not None) == on and bool(owned) == on
+        assert (part is not None) == on and bool(owned) == on
         if on:
-            grads = [p.grad for p in module.parameters()]
+            grads = [p.grad for p in part.parameters()]
             assert all(g is not None and g.abs().sum() > 0 for g in grads)
     assert net.encoder.head[0].weight.grad.abs().sum() > 0
 

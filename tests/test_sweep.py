@@ -18,16 +18,13 @@ from wandb_records import read_offline_run
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"warp", "rsm", "sam", "rsm_sam", "framewise", "mask_warp"}
 
-pytestmark = pytest.mark.slow
-
-
 TINY = [
     "++trainer.fast_dev_run=true",
     "data.samples_per_epoch=8",
     "data.batch_size=4",
     "data.num_workers=0",
     "data.max_val_sequences=1",
-    "model.embed_dim=32",
+    "model.net.embed_dim=32",
 ]
 
 
@@ -52,7 +49,7 @@ def check_wandb_run(job: Path) -> None:
     """One offline W&B run in the job, with the resolved config, the tags and the final J&F."""
     (run_dir,) = (job / "wandb").glob("offline-run-*")
     recorded = read_offline_run(run_dir)
-    variant = recorded.config["model"]["variant"]
+    variant = recorded.config["model"]["net"]["variant"]
     assert recorded.config["data"]["gop_size"] == 12
     assert {f"model:{variant}", "encoder:tiny", "gop:12"} <= set(recorded.tags)
     metrics = json.loads((job / "metrics.json").read_text())
@@ -65,6 +62,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.mark.slow
 def test_module_ablation_sweep_and_comparison(tmp_path: Path, cache: Path) -> None:
     sweep, out = tmp_path / "sweep", tmp_path / "comparison"
     sweep_and_compare(sweep, out, cache, "experiment=ablation_modules", "logger=wandb")
@@ -84,11 +82,12 @@ def test_module_ablation_sweep_and_comparison(tmp_path: Path, cache: Path) -> No
     assert plot.shape[0] > 100 and plot.std() > 5  # a real figure, not a blank canvas
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_reported_and_the_sweep_goes_on(tmp_path: Path, cache: Path) -> None:
     out = tmp_path / "comparison"
-    sweep_and_compare(tmp_path / "sweep", out, cache, "model=warp", "model.topk=0,5")
+    sweep_and_compare(tmp_path / "sweep", out, cache, "model=warp", "model.net.topk=0,5")
     with open(out / "comparison.csv", newline="") as handle:
-        rows = {row["model.topk"]: row for row in csv.DictReader(handle)}
+        rows = {row["model.net.topk"]: row for row in csv.DictReader(handle)}
     assert rows["5"]["status"] == "ok"
     assert rows["0"]["status"] == "failed" and "topk" in rows["0"]["error"]
 
@@ -110,7 +109,8 @@ def test_sweeper_and_launcher_configs_compose(overrides: list[str], node: str, t
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     assert cfg.hydra[node]._target_.startswith(target)
     if overrides[0] == "experiment=search":
-        assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.topk", "model.sam_loss_weight"}
+        expected = {"model.lr", "model.net.topk", "model.sam_loss_weight"}
+        assert set(cfg.hydra.sweeper.params) == expected
         assert cfg.hydra.sweeper.direction == "maximize"
     if "trainer=ddp" in overrides:
         assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 2

@@ -1,4 +1,5 @@
-"""`python -m cvos.train` end to end on the synthetic data: resume, DDP, bad overrides.
+"""`cvos.train` on the synthetic data: one short run in-process, resume and DDP in subprocesses,
+bad overrides that fail before any work.
 
 Every model variant's fast_dev_run and the W&B offline runs are in test_sweep.py (one sweep).
 """
@@ -6,24 +7,17 @@ Every model variant's fast_dev_run and the W&B offline runs are in test_sweep.py
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from jobs import TINY_DATA, compose_job, run_module
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.samples_per_epoch=8",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.max_val_sequences=2",
-    "model.embed_dim=32",
-]
+from cvos.errors import ConfigError
+from cvos.models import load_net
+from cvos.train import train
 
-pytestmark = pytest.mark.slow
+TINY = [*TINY_DATA, "model.net.embed_dim=16", "trainer.max_epochs=1", "callbacks.progress_bar=null"]
 
 
 @pytest.fixture(scope="session")
@@ -32,39 +26,82 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cvos-cache")
 
 
-def train(
-    run_dir: Path, cache: Path, *overrides: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run the training entry point in a subprocess, its outputs in `run_dir`."""
-    command = [sys.executable, "-m", "cvos.train", f"hydra.run.dir={run_dir}", *TINY, *overrides]
-    environment = {**os.environ, "CVOS_CACHE": str(cache), "WANDB_MODE": "offline", **(env or {})}
-    environment.pop("WANDB_API_KEY", None)
-    return subprocess.run(
-        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
+def train_in_process(run_dir: Path, cache: Path, *overrides: str) -> dict:
+    cfg = compose_job("train", [f"data.cache_dir={cache}", *TINY, *overrides], run_dir)
+    return train(cfg, run_dir)
+
+
+def test_a_short_run_writes_metrics_and_a_checkpoint_of_its_network(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    metrics = train_in_process(tmp_path, cache_dir, "model=sam", "data.gop_size=6")
+    assert metrics == json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["J&F"] <= 1.0 and metrics["mask_warp_J&F"] > 0.3
+    net, config = load_net(metrics["checkpoint"])
+    assert (config.variant, config.gop_size, config.use_sam, config.use_rsm) == (
+        "sam",
+        6,
+        True,
+        False,
     )
+    assert config.encoder == {"name": "tiny", "weights": None, "frozen_bn": False}
+    assert sum(p.numel() for p in net.parameters()) == metrics["params"]
+    printed = capsys.readouterr().out
+    assert f"validation J&F {metrics['J&F']:.3f}" in printed and "against mask_warp" in printed
+    assert (tmp_path / "csv").is_dir()  # the default logger
 
 
-def metrics_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("data.gop_size=0", "data.gop_size must be a whole number >= 1"),
+        ("data=davis16", "data=davis16 needs its dataset folder: set data.root"),
+        ("ckpt_path=/no/such.ckpt", "ckpt_path=/no/such.ckpt: no such checkpoint file"),
+        ("model.net.propagation=sideways", "propagation must be one of"),
+    ],
+)
+def test_bad_overrides_fail_before_any_work(
+    override: str, expected: str, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CVOS_DAVIS2016", raising=False)  # data.root's default comes from it
+    overrides = [f"data.cache_dir={cache_dir}", override]
+    with pytest.raises(ConfigError, match=expected):
+        train(compose_job("train", overrides, tmp_path), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
 
 
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+def test_a_bad_override_is_one_line_and_exit_status_1(tmp_path: Path) -> None:
+    result = run_module("cvos.train", "data.gop_size=0", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data.gop_size must be")
+    unknown = run_module("cvos.train", "model=nope", f"hydra.run.dir={tmp_path}")
+    assert unknown.returncode == 1 and "model" in unknown.stderr
+
+
+def final_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
     checkpoint = torch.load(
         run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
     )
     return checkpoint["state_dict"], checkpoint["global_step"]
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path, cache_dir: Path) -> None:
     """Resuming from the epoch-1 checkpoint of a 2-epoch run ends with that run's weights."""
-    common = ["trainer.check_val_every_n_epoch=100", "model=rsm_sam", "trainer.max_epochs=2"]
+    common = [
+        *TINY, f"data.cache_dir={cache_dir}", "trainer.check_val_every_n_epoch=100",
+        "model=rsm_sam", "trainer.max_epochs=2",
+    ]  # fmt: skip
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    result = train(straight, cache_dir, *common, "checkpoint.save_top_k=-1")
+    result = run_module(
+        "cvos.train",
+        *common,
+        "callbacks.model_checkpoint.save_top_k=-1",
+        f"hydra.run.dir={straight}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    middle = (
-        straight / "checkpoints" / "epoch000-step000002.ckpt"
-    )  # 8 samples / batch 4 = 2 steps an epoch
-    result = train(resumed, cache_dir, *common, f"ckpt_path={middle}")
+    middle = straight / "checkpoints" / "epoch000-step000002.ckpt"  # 4 samples / 2 a batch
+    result = run_module("cvos.train", *common, f"ckpt_path={middle}", f"hydra.run.dir={resumed}")
     assert result.returncode == 0, result.stderr[-3000:]
     expected, expected_step = final_weights(straight)
     weights, step = final_weights(resumed)
@@ -73,46 +110,24 @@ def test_resume_continues_exactly(tmp_path: Path, cache_dir: Path) -> None:
         torch.testing.assert_close(weights[name], tensor, msg=name)
 
 
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ("model=nope", "model"),
-        ("data.gop_size=0", "data.gop_size"),
-        ("data=davis16", "data.root"),
-        ("ckpt_path=/no/such.ckpt", "/no/such.ckpt"),
-    ],
-)
-def test_bad_override_fails_before_work_with_one_message(
-    override: str, expected: str, tmp_path: Path, cache_dir: Path
-) -> None:
-    result = train(tmp_path, cache_dir, override)
-    assert result.returncode != 0
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "checkpoints").exists()
-
-
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_scores_like_one_process(tmp_path: Path, cache_dir: Path) -> None:
     """Two gloo processes each validate half the videos; the synced J&F equals one process's."""
-    ddp = tmp_path / "ddp"
-    result = train(
-        ddp, cache_dir, "model=warp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        "trainer.precision=32-true", "trainer.max_epochs=1", "data.max_val_sequences=3",
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    result = run_module(
+        "cvos.train", *TINY, f"data.cache_dir={cache_dir}", "model=warp", "trainer=ddp",
+        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+        f"hydra.run.dir={ddp}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = ddp / "checkpoints" / "last.ckpt"
-    single = tmp_path / "single"
-    command = [
-        sys.executable, "-m", "cvos.evaluate", f"hydra.run.dir={single}", "model=warp",
-        f"ckpt={checkpoint}", "data.max_val_sequences=3", "model.embed_dim=32",
-    ]  # fmt: skip
-    environment = {**os.environ, "CVOS_CACHE": str(cache_dir)}
-    evaluated = subprocess.run(
-        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
-    )
+    evaluated = run_module(
+        "cvos.evaluate", *TINY_DATA, f"data.cache_dir={cache_dir}",
+        f"ckpt={ddp / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={single}",
+    )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    expected = metrics_of(single)
-    assert len((single / "sequences.csv").read_text().splitlines()) == 1 + 3
+    expected = json.loads((single / "metrics.json").read_text())
+    assert len((single / "sequences.csv").read_text().splitlines()) == 1 + 2
     # Each DDP process runs on fewer threads, so a few boundary pixels may round the other way.
+    got = json.loads((ddp / "metrics.json").read_text())
     for key in ("J&F", "J", "F"):
-        assert metrics_of(ddp)[key] == pytest.approx(expected[key], abs=1e-4)
+        assert got[key] == pytest.approx(expected[key], abs=1e-4)

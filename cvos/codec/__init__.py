@@ -44,6 +44,7 @@ file's bytes and of the extraction format, written atomically, memory-mapped on 
 """
 
 from cvos.codec.cache import CachedRepresentations, RepresentationCache
+from cvos.codec.canonical import canonical_video, is_canonical
 from cvos.codec.coviar import get_num_frames, load
 from cvos.codec.reader import CompressedFrame, CompressedVideo, PictureType
 from cvos.codec.writer import EncodedVideo, EncodeSettings, EncodeSettingsError, encode_video
@@ -57,7 +58,9 @@ __all__ = [
     "EncodedVideo",
     "PictureType",
     "RepresentationCache",
+    "canonical_video",
     "encode_video",
     "get_num_frames",
+    "is_canonical",
     "load",
 ]

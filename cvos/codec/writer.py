@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cvos.errors import CodecError, ConfigError
+from cvos.files import atomic_path
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 _FORMAT_OF_SUFFIX = {
@@ -36,6 +36,8 @@ _FORMAT_OF_SUFFIX = {
 _RAW_CODEC_OF_FORMAT = {"m4v": "mpeg4", "h264": "h264"}
 _QUALITY_RANGE = {"mpeg4": (1, 31), "h264": (0, 51)}
 
+PAD_MULTIPLE = 16  # the default: MPEG-4 and H.264 code whole 16 x 16 macroblocks
+
 FrameSource = np.ndarray | Sequence[np.ndarray] | str | os.PathLike
 
 
@@ -50,7 +52,7 @@ class EncodeSettings:
     codec: str = "mpeg4"  # "mpeg4" (MPEG-4 Part 2, coviar's format) or "h264"
     gop_size: int = 12
     quality: int = 5
-    pad_multiple: int = 16  # pad right/bottom by edge replication to this multiple; 1 = none
+    pad_multiple: int = PAD_MULTIPLE  # pad right/bottom by edge replication to this; 1 = none
     fps: float = 25.0
 
     def __post_init__(self) -> None:
@@ -98,15 +100,11 @@ def encode_video(
         raise CodecError(f"{_describe(source)}: no frames to encode")
     height, width = first.shape[:2]
     coded_height, coded_width = (_round_up(size, settings.pad_multiple) for size in (height, width))
-    temporary = output.with_name(f".{output.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(output) as temporary:
         count = _write(
             temporary, container_format, settings, (coded_height, coded_width),
             (_pad(frame, coded_height, coded_width) for frame in itertools.chain([first], frames)),
         )  # fmt: skip
-        os.replace(temporary, output)
-    finally:
-        temporary.unlink(missing_ok=True)
     return EncodedVideo(output, count, height, width, coded_height, coded_width)
 
 

@@ -1,236 +1,36 @@
-"""One LightningDataModule for every dataset layout; the `conf/data/` groups instantiate it."""
+"""The Lightning face of `VOSData`: the hooks a Trainer calls, nothing else."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
-from cvos.codec import EncodeSettings
-from cvos.data.evaluation import EvalSequence, eval_sequence
-from cvos.data.layouts import LAYOUTS, Sequence, list_sequences
-from cvos.data.prepared import PreparedSequence, open_prepared, prepare_sequences, settings_key
-from cvos.data.samples import EpochSampler, TrainAugment, TrainBatch, TrainDataset
-from cvos.data.sources import CachedFrames, DecodedFrames
-from cvos.data.synthetic import SyntheticSpec, ensure_synthetic
-from cvos.data.transforms import Augment
-from cvos.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
-
-
-def train_augment(config: Mapping[str, Any] | None) -> TrainAugment:
-    """A TrainAugment from plain config values (nested mappings, lists for ranges)."""
-    if config is None:
-        return TrainAugment()
-    values = dict(config)
-    try:
-        for group in ("reference", "clip"):
-            if group in values:
-                spec = dict(values[group])
-                if "scale_range" in spec:
-                    spec["scale_range"] = tuple(spec["scale_range"])
-                values[group] = Augment(**spec)
-        return TrainAugment(**values)
-    except TypeError as err:  # an unknown key
-        raise ConfigError(f"data.augment: {err}") from err
-
-
-def synthetic_spec(config: Mapping[str, Any] | None) -> SyntheticSpec | None:
-    """The generator settings from plain config values (None: the dataset is not synthetic)."""
-    if config is None:
-        return None
-    try:
-        return SyntheticSpec(**config)
-    except TypeError as err:  # an unknown key
-        raise ConfigError(f"data.synthetic: {err}") from err
-
-
-def _identity(item: Any) -> Any:
-    """collate_fn that hands an item over unchanged (loaders with `batch_size=None`)."""
-    return item
-
-
-class ShardedSequences(IterableDataset):
-    """Evaluation videos split across DDP processes without padding: rank r takes r, r + W, ...
-
-    A DistributedSampler would repeat videos to even out the shards, counting them twice in
-    the J&F synced across processes; here every video is scored exactly once.
-    """
-
-    def __init__(self, sequences: list[EvalSequence]) -> None:
-        self.sequences = sequences
-
-    def _shard(self) -> list[EvalSequence]:
-        if dist.is_available() and dist.is_initialized():
-            return self.sequences[dist.get_rank() :: dist.get_world_size()]
-        return self.sequences
-
-    def __iter__(self) -> Iterator[EvalSequence]:
-        return iter(self._shard())
-
-    def __len__(self) -> int:
-        return len(self._shard())
+from cvos.data.dataset import VOSData
+from cvos.data.samples import TrainBatch
 
 
 class VOSDataModule(pl.LightningDataModule):
-    """Prepares a dataset once (encode + cache), then serves training batches and eval videos.
+    """Serves a `VOSData`'s training batches and validation videos to a Lightning Trainer."""
 
-    `root=None` with a `synthetic` spec generates the synthetic dataset into `cache_dir` on
-    first use. Prepared data lives in `cache_dir/prepared/<name>/<codec>-gop<G>-q<Q>/`, so
-    every codec configuration has its own cache (`<name>-<spec key>` for the synthetic set).
-    """
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        layout: str = "davis2017",
-        root: str | Path | None = None,
-        cache_dir: str | Path = ".cache",
-        codec: str = "mpeg4",
-        gop_size: int = 12,
-        quality: int = 5,
-        crop_size: tuple[int, int] = (256, 512),
-        batch_size: int = 4,
-        num_workers: int = 2,
-        pin_memory: bool = False,
-        persistent_workers: bool = True,
-        samples_per_epoch: int | None = None,
-        seed: int = 0,
-        train_split: str = "train",
-        val_split: str = "val",
-        max_val_sequences: int | None = None,
-        prepare_workers: int = 2,
-        decode_on_the_fly: bool = False,
-        augment: Mapping[str, Any] | None = None,
-        synthetic: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, data: VOSData) -> None:
         super().__init__()
-        if layout not in LAYOUTS:
-            raise ConfigError(f"data.layout={layout!r}: expected one of {sorted(LAYOUTS)}")
-        if root is None and synthetic is None:
-            raise ConfigError(f"data={name} needs its dataset folder: set data.root=<path>")
-        if len(crop_size) != 2 or min(crop_size) < 8:
-            raise ConfigError(
-                f"data.crop_size={list(crop_size)}: expected [height, width], each >= 8"
-            )
-        if samples_per_epoch is not None and samples_per_epoch < batch_size:
-            raise ConfigError(
-                f"data.samples_per_epoch={samples_per_epoch} is below data.batch_size={batch_size}"
-            )
-        self.name = name
-        self.layout = layout
-        self.root = None if root is None else Path(root)
-        self.cache_dir = Path(cache_dir)
-        self.settings = EncodeSettings(codec=codec, gop_size=gop_size, quality=quality)
-        self.crop_size = (int(crop_size[0]), int(crop_size[1]))
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.samples_per_epoch = samples_per_epoch
-        self.seed = seed
-        self.train_split = train_split
-        self.val_split = val_split
-        self.max_val_sequences = max_val_sequences
-        self.prepare_workers = prepare_workers
-        self.decode_on_the_fly = decode_on_the_fly
-        self.augment = train_augment(augment)
-        self.synthetic = synthetic_spec(synthetic)
-        self.train_dataset: TrainDataset | None = None
-
-    @property
-    def gop_size(self) -> int:
-        """The GOP the data is encoded with (the model reads it from here)."""
-        return self.settings.gop_size
-
-    @property
-    def prepared_dir(self) -> Path:
-        """Where this dataset's sequences are cached for the current codec settings; a generated
-        dataset's folder also names its spec, so changing the generator never reuses old data."""
-        dataset = self.name if self.root is not None else f"{self.name}-{self.synthetic.key()}"
-        return self.cache_dir / "prepared" / dataset / settings_key(self.settings)
-
-    def dataset_root(self) -> Path:
-        """The dataset folder: `root`, or the synthetic set (generated now if absent)."""
-        if self.root is not None:
-            return self.root
-        return ensure_synthetic(self.cache_dir, self.synthetic)
-
-    def sequences(self, split: str) -> list[Sequence]:
-        """The split's sequences in the layout's order (val: only the first `max_val_sequences`)."""
-        sequences = list_sequences(self.layout, self.dataset_root(), split)
-        if split == self.val_split and self.max_val_sequences is not None:
-            sequences = sequences[: self.max_val_sequences]
-        return sequences
-
-    def prepare(self, split: str, *, progress: bool = True) -> int:
-        """Encode and cache a split's sequences that are not prepared yet; returns how many ran."""
-        return prepare_sequences(
-            self.sequences(split),
-            self.prepared_dir,
-            self.settings,
-            self.name,
-            workers=self.prepare_workers,
-            progress=progress,
-        )
+        self.data = data
 
     def prepare_data(self) -> None:
-        for split in dict.fromkeys((self.train_split, self.val_split)):
-            self.prepare(split)
-
-    def open_split(self, split: str) -> list[PreparedSequence]:
-        """The split's prepared sequences, verified against the settings and the dataset."""
-        return [
-            open_prepared(self.prepared_dir / s.name, s, self.settings)
-            for s in self.sequences(split)
-        ]
+        self.data.prepare_all()
 
     def setup(self, stage: str | None = None) -> None:
-        if stage not in (None, "fit") or self.train_dataset is not None:
-            return
-        prepared = self.open_split(self.train_split)
-        source = DecodedFrames if self.decode_on_the_fly else CachedFrames
-        self.train_dataset = TrainDataset(
-            prepared, [source(p) for p in prepared], self.crop_size, self.augment
-        )
-        if len(self.train_dataset) == 0:
-            raise DataError(
-                f"split {self.train_split!r} of {self.dataset_root()} gives no training samples"
-            )
-        log.info("%d training candidates from %d sequences", len(self.train_dataset), len(prepared))
+        if stage in (None, "fit"):
+            self.data.training_set()
 
     def train_dataloader(self) -> DataLoader:
-        if self.train_dataset is None:
-            self.setup("fit")
-        sampler = EpochSampler(len(self.train_dataset), self.samples_per_epoch, self.seed)
-        return DataLoader(
-            self.train_dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            collate_fn=TrainBatch.collate,
-            drop_last=True,
-        )
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Lightning hook: unpack training batches to float32 once they are on the device."""
-        return batch.unpacked() if isinstance(batch, TrainBatch) else batch
-
-    def eval_sequences(self, split: str) -> list[EvalSequence]:
-        """Every sequence of `split` for streaming evaluation, prepared first if needed."""
-        self.prepare(split, progress=False)
-        return [eval_sequence(p, decode=self.decode_on_the_fly) for p in self.open_split(split)]
+        return self.data.train_loader()
 
     def val_dataloader(self) -> DataLoader:
-        """EvalSequence objects one at a time, read in the main process (frames stream lazily)."""
-        sequences = ShardedSequences(self.eval_sequences(self.val_split))
-        return DataLoader(sequences, batch_size=None, collate_fn=_identity)
+        return self.data.val_loader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Unpack training batches to float32 once they are on the device."""
+        return batch.unpacked() if isinstance(batch, TrainBatch) else batch

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvos.codec import CompressedFrame, CompressedVideo, PictureType
+from cvos.codec import CompressedFrame, CompressedVideo
 from cvos.data.prepared import PreparedSequence
-
-FIELDS = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
+from cvos.data.sources import stored_frame
 
 
 @dataclass
@@ -34,39 +33,22 @@ class EvalSequence:
         """Every frame in decode order, cropped to (height, width)."""
         return self._decoded_frames() if self.decode else self._cached_frames()
 
+    def copy_first_masks(self) -> np.ndarray:
+        """The copy-the-first-mask baseline: every frame keeps each object's first mask."""
+        labels = np.zeros((len(self.frame_names), self.height, self.width), np.uint8)
+        for start in sorted(self.init_masks):
+            given = self.init_masks[start]
+            labels[start:][:, given > 0] = given[given > 0]
+        return labels
+
     def _cached_frames(self) -> Iterator[CompressedFrame]:
-        meta = self.prepared.meta
-        arrays = {name: self.prepared.array(name) for name in FIELDS}  # T x H x W x C memory maps
-        for index, letter in enumerate(meta.picture_types):
-            position = (index, meta.gop_index(index), index - meta.key_index(index))
-            frame = {name: array[index] for name, array in arrays.items()}
-            yield stored_frame(*position, PictureType(letter), frame)
+        for index in range(self.prepared.meta.num_frames):
+            yield stored_frame(self.prepared, index)
 
     def _decoded_frames(self) -> Iterator[CompressedFrame]:
         with CompressedVideo(self.prepared.video_path) as video:
             for frame in video:
                 yield frame.cropped(self.height, self.width)
-
-
-def stored_frame(
-    index: int,
-    gop_index: int,
-    gop_position: int,
-    picture_type: PictureType,
-    arrays: dict[str, np.ndarray],
-) -> CompressedFrame:
-    """A CompressedFrame from the `FIELDS` arrays of one frame, in the codec's dtypes."""
-    return CompressedFrame.from_arrays(
-        index,
-        gop_index,
-        gop_position,
-        picture_type,
-        bgr=np.ascontiguousarray(arrays["bgr"]),
-        mv=np.asarray(arrays["mv"], np.int32),
-        mv_acc=np.asarray(arrays["mv_acc"], np.int32),
-        residual=np.asarray(arrays["residual"], np.int32),
-        residual_acc=np.asarray(arrays["residual_acc"], np.int32),
-    )
 
 
 def eval_sequence(prepared: PreparedSequence, *, decode: bool = False) -> EvalSequence:

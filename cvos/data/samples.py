@@ -18,17 +18,9 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from cvos.data.prepared import PreparedSequence
-from cvos.data.prior import gaussian_prior
 from cvos.data.sources import FrameSource
-from cvos.data.transforms import (
-    Augment,
-    ClipArrays,
-    ClipTensors,
-    dilate_or_erode,
-    sample_affine,
-    transform_clip,
-    transform_reference,
-)
+from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
+from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
 
 MIN_REFERENCE_BOX_AREA = 40  # px^2: smaller objects give too few features to match against
 
@@ -200,12 +192,14 @@ class TrainDataset(Dataset):
         self,
         sequences: list[PreparedSequence],
         sources: list[FrameSource],
-        crop_size: tuple[int, int],
+        input_size: tuple[int, int] | None,
+        crop_size: tuple[int, int] | None,
         augment: TrainAugment,
     ) -> None:
         self.sequences = sequences
         self.sources = sources
-        self.crop_size = crop_size
+        self.input_size = input_size  # None: each sequence's own frame size
+        self.crop_size = crop_size  # None: the whole input
         self.augment = augment
         self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
 
@@ -218,51 +212,51 @@ class TrainDataset(Dataset):
             return self._sample(self.candidates[index], np.random.default_rng(seed))
 
     def _sample(self, candidate: Candidate, rng: np.random.Generator) -> TrainBatch:
-        clip = self._clip(candidate, rng)
+        key_image, target, masks = self._clip(candidate, rng)
         ref_image, ref_mask = self._reference(candidate, rng)
         return TrainBatch(
             ref_image=ref_image,
             ref_mask=ref_mask,
-            key_image=clip.key_image,
-            key_mask=clip.key_mask,
-            target_image=clip.target_image,
-            target_mask=clip.target_mask,
-            mv_acc=clip.mv_acc,
-            residual_acc=clip.residual_acc,
-            mv=clip.mv,
-            prior=self._prior(clip.prev_mask, rng),
+            key_image=key_image,
+            key_mask=masks[0:1],
+            target_image=target.image,
+            target_mask=masks[1:2],
+            mv_acc=target.mv_acc,
+            residual_acc=target.residual_acc,
+            mv=target.mv,
+            prior=self._prior(masks[2:3], rng),
             gop_position=torch.tensor(candidate.target - candidate.key),
         )
 
-    def _clip(self, candidate: Candidate, rng: np.random.Generator) -> ClipTensors:
-        """The I-frame, the target and the target's motion, through one random map."""
-        prepared = self.sequences[candidate.sequence]
+    def affine(self, candidate: Candidate, augment: Augment, rng: np.random.Generator) -> Affine:
+        """A random map from the sample's crop to the frames of the candidate's sequence."""
+        meta = self.sequences[candidate.sequence].meta
+        size = (meta.height, meta.width)
+        input_size = self.input_size or size
+        return sample_affine(size, input_size, self.crop_size or input_size, augment, rng)
+
+    def _clip(
+        self, candidate: Candidate, rng: np.random.Generator
+    ) -> tuple[Tensor, NetInputs, Tensor]:
+        """The I-frame's image, the target's inputs and the [key, target, previous] masks
+        (3 x h x w), all through one random map."""
+        labels = self.sequences[candidate.sequence].labels  # T x H x W
         source = self.sources[candidate.sequence]
-        labels = prepared.labels  # T x H x W
-        key, target = source.frame(candidate.key), source.frame(candidate.target)
-        clip = ClipArrays(
-            key_image=key.rgb,
-            target_image=target.rgb,
-            residual_acc=target.residual_acc,
-            mv_acc=target.mv_acc,
-            mv=target.mv,
-            key_mask=_binary(labels[candidate.key], candidate.object_id),
-            target_mask=_binary(labels[candidate.target], candidate.object_id),
-            prev_mask=_binary(labels[candidate.previous], candidate.object_id),
-        )
-        size = (prepared.meta.height, prepared.meta.width)
-        return transform_clip(clip, sample_affine(size, self.crop_size, self.augment.clip, rng))
+        affine = self.affine(candidate, self.augment.clip, rng)
+        key = frame_inputs(source.frame(candidate.key), affine, ("image",))
+        target = frame_inputs(source.frame(candidate.target), affine)
+        frames = (candidate.key, candidate.target, candidate.previous)
+        masks = transform_masks([_binary(labels[t], candidate.object_id) for t in frames], affine)
+        return key.image, target, masks
 
     def _reference(self, candidate: Candidate, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         """A random reference frame of the object and its mask, through its own random map."""
-        prepared = self.sequences[candidate.sequence]
+        labels = self.sequences[candidate.sequence].labels
         reference = int(rng.choice(candidate.references))
-        size = (prepared.meta.height, prepared.meta.width)
-        return transform_reference(
-            self.sources[candidate.sequence].frame(reference).rgb,
-            _binary(prepared.labels[reference], candidate.object_id),
-            sample_affine(size, self.crop_size, self.augment.reference, rng),
-        )
+        affine = self.affine(candidate, self.augment.reference, rng)
+        frame = self.sources[candidate.sequence].frame(reference)
+        mask = transform_masks([_binary(labels[reference], candidate.object_id)], affine)
+        return frame_inputs(frame, affine, ("image",)).image, mask
 
     def _prior(self, prev_mask: Tensor, rng: np.random.Generator) -> Tensor:
         """1 x h x w prior of the previous mask, after a random erosion or dilation and jitter."""

@@ -1,32 +1,29 @@
 """Where a training sample's decoded frames come from: the prepared arrays, or the video itself.
 
-Both give the same `CodedFrame`; the cache reads memory-mapped slices, decoding on the fly
-re-decodes the frame's GOP up to it (the slow path the data benchmark compares against).
+Both give the codec's own `CompressedFrame`, cropped to the frame size: the cache slices its
+memory maps, decoding on the fly re-decodes the frame's GOP up to it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
-from cvos.codec import CompressedVideo
+from cvos.codec import CompressedFrame, CompressedVideo, PictureType
 from cvos.data.prepared import PreparedSequence
 
-
-@dataclass
-class CodedFrame:
-    """What a training sample reads of one frame, at the frame size (views where possible)."""
-
-    rgb: np.ndarray  # H x W x 3 uint8
-    mv: np.ndarray  # H x W x 2 int (dx, dy) back to the previous frame
-    mv_acc: np.ndarray  # H x W x 2 int (dx, dy) back to the GOP's I-frame
-    residual_acc: np.ndarray  # H x W x 3 int RGB, in -255..255
+FIELDS = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
 
 
 class FrameSource(Protocol):
-    def frame(self, index: int) -> CodedFrame: ...
+    def frame(self, index: int) -> CompressedFrame: ...
+
+
+def stored_frame(prepared: PreparedSequence, index: int) -> CompressedFrame:
+    """Frame `index` of a prepared sequence from its stored arrays (memory-mapped views)."""
+    meta = prepared.meta
+    position = (index, meta.gop_index(index), index - meta.key_index(index))
+    arrays = (prepared.array(name)[index] for name in FIELDS)
+    return CompressedFrame.from_arrays(*position, PictureType(meta.picture_types[index]), *arrays)
 
 
 class CachedFrames:
@@ -35,14 +32,8 @@ class CachedFrames:
     def __init__(self, prepared: PreparedSequence) -> None:
         self.prepared = prepared
 
-    def frame(self, index: int) -> CodedFrame:
-        array = self.prepared.array
-        return CodedFrame(
-            rgb=array("bgr")[index, :, :, ::-1],
-            mv=array("mv")[index],
-            mv_acc=array("mv_acc")[index],
-            residual_acc=array("residual_acc")[index, :, :, ::-1],
-        )
+    def frame(self, index: int) -> CompressedFrame:
+        return stored_frame(self.prepared, index)
 
 
 class DecodedFrames:
@@ -51,14 +42,8 @@ class DecodedFrames:
     def __init__(self, prepared: PreparedSequence) -> None:
         self.prepared = prepared
 
-    def frame(self, index: int) -> CodedFrame:
+    def frame(self, index: int) -> CompressedFrame:
         meta = self.prepared.meta
-        height, width = meta.height, meta.width
         with CompressedVideo(self.prepared.video_path) as video:
             frame = video.frame(meta.gop_index(index), index - meta.key_index(index))
-        return CodedFrame(
-            rgb=frame.rgb[:height, :width],
-            mv=frame.mv[:height, :width],
-            mv_acc=frame.mv_acc[:height, :width],
-            residual_acc=frame.residual_acc[:height, :width, ::-1],
-        )
+        return frame.cropped(meta.height, meta.width)

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from cvos.codec import CompressedFrame, PictureType
-from cvos.data import gaussian_prior
-from cvos.errors import DataError
-from cvos.models import CVOSNet, Reference, soft_aggregate, warp_mask
-
-PROPAGATIONS = ("feature", "framewise", "mask")
+from cvos.errors import ConfigError, DataError
+from cvos.models import (
+    NetConfig,
+    NetInputs,
+    Reference,
+    frame_inputs,
+    gaussian_prior,
+    resize_affine,
+    sample_nearest,
+    soft_aggregate,
+    warp_mask,
+)
 
 
 @dataclass
@@ -54,65 +60,30 @@ def network_size(
     return stride * math.ceil(height / stride), stride * math.ceil(width / stride)
 
 
-def _field(array: np.ndarray, size: tuple[int, int], device: torch.device) -> Tensor:
-    """H x W x C array -> 1 x C x h x w float tensor, resized nearest (blockwise fields)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1)[None].float()
-    return F.interpolate(tensor, size=size, mode="nearest")
-
-
-class NetInputs:
-    """One frame's tensors at network resolution (batch of one), each converted on first use:
-    mask propagation reads only `mv_acc` on P-frames."""
-
-    def __init__(self, frame: CompressedFrame, size: tuple[int, int], device: torch.device) -> None:
-        self.frame = frame
-        self.size = size
-        self.device = device
-        height, width = frame.bgr.shape[:2]
-        scale = torch.tensor([size[1] / width, size[0] / height], device=device)
-        self._scale = scale.view(1, 2, 1, 1)  # (dx, dy) scale to network pixels
-
-    @cached_property
-    def image(self) -> Tensor:  # 1 x 3 x h x w RGB in [0, 1]
-        rgb = torch.from_numpy(np.ascontiguousarray(self.frame.rgb)).to(self.device)
-        rgb = rgb.permute(2, 0, 1)[None].float() / 255.0
-        return F.interpolate(rgb, size=self.size, mode="bilinear", align_corners=False)
-
-    @cached_property
-    def mv_acc(self) -> Tensor:  # 1 x 2 x h x w, pixels at network resolution
-        return _field(self.frame.mv_acc, self.size, self.device) * self._scale
-
-    @cached_property
-    def mv(self) -> Tensor:  # 1 x 2 x h x w
-        return _field(self.frame.mv, self.size, self.device) * self._scale
-
-    @cached_property
-    def residual_acc(self) -> Tensor:  # 1 x 3 x h x w RGB in [-1, 1]
-        return _field(self.frame.residual_acc[..., ::-1], self.size, self.device) / 255.0
+def batched_inputs(
+    frame: CompressedFrame, size: tuple[int, int], fields: tuple[str, ...], device: torch.device
+) -> NetInputs:
+    """`frame_inputs` of the whole frame resized to `size`, with a batch dimension of one."""
+    inputs = frame_inputs(frame, resize_affine(frame.bgr.shape[:2], size), fields)
+    for name in fields:
+        setattr(inputs, name, getattr(inputs, name)[None].to(device))
+    return inputs
 
 
 class Propagator:
     """Segments one video, frame by frame, from the masks of the objects where they first appear."""
 
     def __init__(
-        self,
-        net: CVOSNet | None,
-        *,
-        propagation: str,
-        input_size: tuple[int, int] | None = None,
-        iframe_window: int = 10,
-        device: torch.device | str = "cpu",
+        self, net: nn.Module | None, config: NetConfig, *, device: torch.device | str = "cpu"
     ) -> None:
-        if propagation not in PROPAGATIONS:
-            raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
-        if net is None and propagation != "mask":
-            raise ValueError(
-                f"propagation {propagation!r} needs a network; only 'mask' runs without one"
+        if net is None and config.needs_network:
+            raise ConfigError(
+                f"model {config.variant!r} ({config.propagation} propagation) needs a trained "
+                "network; only mask propagation runs without one"
             )
         self.net = net
-        self.propagation = propagation
-        self.input_size = input_size
-        self.iframe_window = iframe_window
+        self.config = config
+        self.propagation = config.propagation
         self.device = torch.device(device)
         self.state = PropagatorState()
 
@@ -124,10 +95,10 @@ class Propagator:
     def step(self, frame: CompressedFrame, new_masks: np.ndarray | None = None) -> FrameOutput:
         """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here."""
         height, width = frame.bgr.shape[:2]
-        size = network_size(height, width, self.stride, self.input_size)
-        inputs = NetInputs(frame, size, self.device)
-        feats = self._features(frame, inputs)
-        probs = self._object_probs(frame, inputs, feats)  # O x 1 x h x w
+        size = network_size(height, width, self.stride, self.config.input_size)
+        inputs = batched_inputs(frame, size, self._fields(frame), self.device)
+        feats = self._features(frame, inputs, size)
+        probs = self._object_probs(frame, inputs, feats, size)  # O x 1 x h x w
         if new_masks is not None:
             probs = self._add_objects(new_masks, feats, probs, size)
         if frame.picture_type == PictureType.I or self.state.key_probs is None:
@@ -135,11 +106,24 @@ class Propagator:
         self.state.prev_probs = probs
         return self._output(probs, (height, width))
 
-    def _features(self, frame: CompressedFrame, inputs: NetInputs) -> Tensor | None:
+    def _fields(self, frame: CompressedFrame) -> tuple[str, ...]:
+        """The inputs this frame needs: the image where the encoder runs, motion elsewhere."""
+        if self.net is None:
+            return ("mv_acc",)
+        if self._is_key(frame) or self.propagation == "framewise":
+            return ("image", "mv_acc")
+        return ("mv_acc",) if self.propagation == "mask" else ("mv", "mv_acc", "residual_acc")
+
+    def _is_key(self, frame: CompressedFrame) -> bool:
+        return frame.picture_type == PictureType.I or self.state.key_feats is None
+
+    def _features(
+        self, frame: CompressedFrame, inputs: NetInputs, size: tuple[int, int]
+    ) -> Tensor | None:
         """Features of this frame: encoder on I-frames (every frame for framewise), else warped."""
         if self.net is None:
             return None
-        is_key = frame.picture_type == PictureType.I or self.state.key_feats is None
+        is_key = self._is_key(frame)
         if self.propagation == "framewise" or is_key:
             feats = self.net.encode(inputs.image)  # 1 x D x h/8 x w/8
             if is_key:
@@ -147,15 +131,15 @@ class Propagator:
             return feats
         if self.propagation == "mask":
             return None
-        return self._propagate(inputs)
+        return self._propagate(inputs, size)
 
-    def _propagate(self, inputs: NetInputs) -> Tensor:
+    def _propagate(self, inputs: NetInputs, size: tuple[int, int]) -> Tensor:
         """P-frame features, per object when SAM needs each object's prior: O x D x h/8 x w/8."""
         prev = self.state.prev_probs
         if self.net.use_sam and prev is not None and prev.shape[0] > 0:
             priors = self._priors(prev)
         else:
-            priors = torch.ones(1, 1, *inputs.size, device=self.device)
+            priors = torch.ones(1, 1, *size, device=self.device)
         count = priors.shape[0]
         out = self.net.propagate(
             self.state.key_feats.expand(count, -1, -1, -1),
@@ -173,11 +157,10 @@ class Propagator:
         return torch.stack(priors)[:, None].to(self.device)
 
     def _object_probs(
-        self, frame: CompressedFrame, inputs: NetInputs, feats: Tensor | None
+        self, frame: CompressedFrame, inputs: NetInputs, feats: Tensor | None, size: tuple[int, int]
     ) -> Tensor:
         """Foreground probability of every known object: O x 1 x h x w."""
         state = self.state
-        size = inputs.size
         if not state.object_ids:
             return torch.zeros(0, 1, *size, device=self.device)
         if feats is None:
@@ -204,7 +187,7 @@ class Propagator:
         """The previous masks dilated by a square, to keep each object localised at I-frames."""
         present = (prev > 0.5).float()
         dilated = F.max_pool2d(
-            present, 2 * self.iframe_window + 1, stride=1, padding=self.iframe_window
+            present, 2 * self.config.iframe_window + 1, stride=1, padding=self.config.iframe_window
         )
         empty = present.flatten(1).sum(dim=1) == 0
         dilated[empty] = 1.0
@@ -218,10 +201,9 @@ class Propagator:
         for object_id in ids:
             if object_id in self.state.object_ids:
                 raise DataError(f"object {object_id} is given a first mask twice")
-        masks = (
-            torch.from_numpy(np.stack([labels == i for i in ids])).to(self.device).float()[:, None]
-        )
-        masks = F.interpolate(masks, size=size, mode="nearest")  # O_new x 1 x h x w
+        affine = resize_affine(labels.shape, size)
+        masks = sample_nearest([np.stack([labels == i for i in ids], axis=-1)], affine)
+        masks = masks[:, None].to(self.device)  # O_new x 1 x h x w
         if feats is not None:
             frame_feats = feats[:1]  # with SAM, any object's features serve for a new reference
             for mask in masks:

@@ -1,5 +1,5 @@
-"""LightningModules: the CVOS network with its losses, optimiser and validation metrics."""
+"""Training with PyTorch Lightning: the LightningModule, its losses, and the logger factory."""
 
-from cvos.lit.module import CVOSLitModule, load_checkpoint, save_checkpoint
+from cvos.lit.module import CVOSLitModule
 
-__all__ = ["CVOSLitModule", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CVOSLitModule"]

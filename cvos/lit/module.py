@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
 from cvos.data import EvalSequence, TrainBatch
-from cvos.errors import CheckpointError
-from cvos.inference import Propagator, copy_first_masks, segment_sequence
-from cvos.inference.propagator import PROPAGATIONS
+from cvos.inference import Propagator, StreamTiming, stream
 from cvos.lit.losses import balanced_cross_entropy
 from cvos.metrics import DavisJF
-from cvos.models import CVOSNet, build_encoder
+from cvos.models import NetConfig, build_net, mask_warp_config
 
 
 @dataclass
@@ -30,38 +29,34 @@ class TrainOutputs:
 
 
 class CVOSLitModule(pl.LightningModule):
-    """Trains one CVOS variant; every constructor argument is plain data saved in the checkpoint."""
+    """Trains one CVOS network: a NetConfig, the net it builds, and how to optimise it.
+
+    The checkpoint's hyper-parameters are plain data: `net` (the NetConfig as a dict, which
+    `cvos.models.load_net` reads back) and the optimiser's and losses' settings.
+    """
 
     def __init__(
         self,
         *,
-        variant: str,
-        propagation: str,
-        encoder: dict[str, Any],
-        use_rsm: bool = False,
-        use_sam: bool = False,
-        embed_dim: int | None = None,
-        topk: int = 20,
-        temperature: float = 10.0,
-        sam_loss_weight: float = 0.5,
+        net: NetConfig | Mapping[str, Any],
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        input_size: tuple[int, int] | None = None,
-        gop_size: int = 12,
+        sam_loss_weight: float = 0.5,
     ) -> None:
         super().__init__()
-        if propagation not in PROPAGATIONS:
-            raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
-        self.save_hyperparameters()
-        self.net = CVOSNet(
-            build_encoder(**encoder),
-            embed_dim=embed_dim,
-            use_rsm=use_rsm,
-            use_sam=use_sam,
-            topk=topk,
-            temperature=temperature,
+        config = net if isinstance(net, NetConfig) else NetConfig.from_dict(dict(net))
+        self.save_hyperparameters(
+            {
+                "net": config.to_dict(),
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "sam_loss_weight": sam_loss_weight,
+            }
         )
+        self.config = config
+        self.net = build_net(config)
         self.val_jf = DavisJF()
+        self.val_mask_warp_jf = DavisJF()  # the training-free baseline, on the same videos
         self.val_copy_jf = DavisJF()
         self.val_frames = MeanMetric()  # frames per validation video, and seconds it took, for fps
         self.val_seconds = MeanMetric()
@@ -74,9 +69,9 @@ class CVOSLitModule(pl.LightningModule):
         key_feats = net.encode(batch.key_image)
         key_logits = net.decode(key_feats, ref, size)[:, 0]  # B x 2 x H x W
         attention = None
-        if self.hparams.propagation == "framewise":
+        if self.config.propagation == "framewise":
             target_logits = net.decode(net.encode(batch.target_image), ref, size)[:, 0]
-        elif self.hparams.propagation == "mask":
+        elif self.config.propagation == "mask":
             target_logits = key_logits
         else:
             out = net.propagate(key_feats, batch.mv_acc, batch.residual_acc, batch.mv, batch.prior)
@@ -104,33 +99,28 @@ class CVOSLitModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         return loss
 
-    def propagator(self) -> Propagator:
-        """A fresh streaming propagator for one video, on this module's device."""
-        return Propagator(
-            self.net,
-            propagation=self.hparams.propagation,
-            input_size=self.hparams.input_size,
-            device=self.device,
-        )
-
     def validation_step(self, sequence: EvalSequence, batch_idx: int) -> None:
         if sequence.gt_masks is None:
             return
-        result = segment_sequence(self.propagator(), sequence)
-        self.val_jf.update(result.labels, sequence.gt_masks, sequence.object_ids)
-        self.val_copy_jf.update(copy_first_masks(sequence), sequence.gt_masks, sequence.object_ids)
-        self.val_frames.update(result.timing.frames)
-        self.val_seconds.update(result.timing.total_s)
+        propagator = Propagator(self.net, self.config, device=self.device)
+        labels, timing = segment_sequence(propagator, sequence)
+        self.val_jf.update(labels, sequence.gt_masks, sequence.object_ids)
+        baseline, _ = segment_sequence(Propagator(None, mask_warp_config()), sequence)
+        self.val_mask_warp_jf.update(baseline, sequence.gt_masks, sequence.object_ids)
+        self.val_copy_jf.update(sequence.copy_first_masks(), sequence.gt_masks, sequence.object_ids)
+        self.val_frames.update(timing.frames)
+        self.val_seconds.update(timing.total_s)
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_jf.compute()
-        copy = self.val_copy_jf.compute()
         self.log("val/J&F", scores["J&F-Mean"], prog_bar=True)
         self.log("val/J", scores["J-Mean"])
         self.log("val/F", scores["F-Mean"])
-        self.log("val/copy_baseline_J&F", copy["J&F-Mean"])
+        self.log("val/mask_warp_J&F", self.val_mask_warp_jf.compute()["J&F-Mean"])
+        self.log("val/copy_baseline_J&F", self.val_copy_jf.compute()["J&F-Mean"])
         self.log("val/fps", self.val_frames.compute() / self.val_seconds.compute().clamp_min(1e-9))
-        for metric in (self.val_jf, self.val_copy_jf, self.val_frames, self.val_seconds):
+        metrics = (self.val_jf, self.val_mask_warp_jf, self.val_copy_jf)
+        for metric in (*metrics, self.val_frames, self.val_seconds):
             metric.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -143,42 +133,13 @@ class CVOSLitModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def save_checkpoint(module: CVOSLitModule, path: str | Path) -> None:
-    """Save the network as `load_checkpoint` reads it: tensors and plain config only.
-
-    Lightning's own checkpoints have the same two keys; this is for networks made outside a
-    training run (benchmarks, tests).
-    """
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-
-
-def load_checkpoint(path: str | Path, *, variant: str | None = None) -> CVOSLitModule:
-    """Load a checkpoint (tensors and plain config only) and check that it is of `variant`.
-
-    `mask_warp` accepts a checkpoint of any variant: it only uses the I-frame path.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        hparams = dict(checkpoint["hyper_parameters"])
-    except Exception as err:  # torch raises many types for corrupt files; one message for all
-        raise CheckpointError(
-            f"{path}: not a readable cvos checkpoint ({type(err).__name__}: {err})"
-        ) from err
-    hparams["encoder"] = {
-        **hparams["encoder"],
-        "weights": None,
-    }  # the weights are in the checkpoint
-    module = CVOSLitModule(**hparams)
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: weights do not fit the saved model config ({err})") from err
-    saved = module.hparams.variant
-    if variant is not None and variant not in (saved, "mask_warp"):
-        raise CheckpointError(
-            f"{path}: checkpoint is of model variant {saved!r}, not {variant!r}; set model={saved}"
-        )
-    return module
+def segment_sequence(
+    propagator: Propagator, sequence: EvalSequence
+) -> tuple[np.ndarray, StreamTiming]:
+    """T x H x W labels of a whole validation video, streamed as at inference, and timing."""
+    labels = np.zeros((len(sequence.frame_names), sequence.height, sequence.width), np.uint8)
+    timing = StreamTiming()
+    frames = stream(propagator, sequence.frames(), sequence.init_masks, timing)
+    for index, (_, output) in enumerate(frames):
+        labels[index] = output.labels
+    return labels, timing

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from cvos.cli import friendly_errors
+from cvos.files import write_text
 from cvos.metrics.folders import evaluate_folders
 
 
@@ -29,26 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 @friendly_errors
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     result = evaluate_folders(args.gt, args.pred, args.sequences)
     print(result.format_table())
     if args.json is not None:
-        write_text_atomically(args.json, result.to_json() + "\n")
+        write_text(args.json, result.to_json() + "\n")
 
 
 if __name__ == "__main__":

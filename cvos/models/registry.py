@@ -1,4 +1,10 @@
-"""The encoder registry: every backbone's name, output channels and stride, and its builder."""
+"""The encoder registry: every backbone's name, output channels and stride, and its builder.
+
+A backbone registers itself where it is defined, with `@register_encoder(name, channels=...,
+stride=...)` on a function that builds it; the heads of the network are then sized from this
+metadata, never from numbers repeated in configs. Every module in `cvos/models/encoders/` is
+imported with the package, so a new encoder is one file there plus one `conf/encoder/` YAML.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,12 @@ import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
 from cvos.errors import CheckpointError, ConfigError
-from cvos.models import resnet
 from cvos.models.encoder import Encoder
-from cvos.models.tiny import TinyEncoder
 
 # Keys of a torchvision ImageNet checkpoint that the encoder has no use for.
 CLASSIFIER_KEYS = ("fc.weight", "fc.bias")
@@ -27,11 +32,21 @@ class EncoderSpec:
     name: str
     channels: int
     stride: int
-    factory: Callable[[], Encoder]
+    factory: Callable[..., Encoder]
 
-    def build(self, *, weights: str | Path | None = None, frozen_bn: bool = False) -> Encoder:
-        """A new encoder, with weights loaded from a state_dict file when given."""
-        encoder = self.factory()
+    def build(
+        self, *, weights: str | Path | None = None, frozen_bn: bool = False, **options: Any
+    ) -> Encoder:
+        """A new encoder (factory `options` passed on), with weights from a state_dict file."""
+        try:
+            encoder = self.factory(**options)
+        except TypeError as err:  # an option the factory does not take
+            raise ConfigError(f"encoder {self.name!r}: {err}") from err
+        if not options and (encoder.out_channels, encoder.stride) != (self.channels, self.stride):
+            raise ConfigError(
+                f"encoder {self.name!r} is registered with {self.channels} channels at stride "
+                f"{self.stride}, but builds {encoder.out_channels} at stride {encoder.stride}"
+            )
         if weights is not None:
             load_weights(encoder, Path(weights))
         if frozen_bn:
@@ -39,26 +54,35 @@ class EncoderSpec:
         return encoder
 
 
-ENCODERS: dict[str, EncoderSpec] = {
-    spec.name: spec
-    for spec in (
-        EncoderSpec("tiny", 128, 8, TinyEncoder),
-        EncoderSpec("resnet18", 512, 8, resnet.resnet18),
-        EncoderSpec("resnet34", 512, 8, resnet.resnet34),
-        EncoderSpec("resnet50", 2048, 8, resnet.resnet50),
-        EncoderSpec("resnet101", 2048, 8, resnet.resnet101),
-    )
-}
+ENCODERS: dict[str, EncoderSpec] = {}
+"""Every registered encoder by name (filled by `register_encoder`)."""
+
+EncoderFactory = TypeVar("EncoderFactory", bound=Callable[..., Encoder])
+
+
+def register_encoder(
+    name: str, *, channels: int, stride: int
+) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Decorator: register a function (or class) that builds an encoder under `name`."""
+
+    def register(factory: EncoderFactory) -> EncoderFactory:
+        known = ENCODERS.get(name)
+        if known is not None and known.factory is not factory:
+            raise ConfigError(f"encoder {name!r} is registered twice")
+        ENCODERS[name] = EncoderSpec(name, channels, stride, factory)
+        return factory
+
+    return register
 
 
 def build_encoder(
-    name: str, *, weights: str | Path | None = None, frozen_bn: bool = False
+    name: str, *, weights: str | Path | None = None, frozen_bn: bool = False, **options: Any
 ) -> Encoder:
     """Build a registered encoder; unknown names raise ConfigError listing the known ones."""
     if name not in ENCODERS:
-        known = ", ".join(ENCODERS)
+        known = ", ".join(sorted(ENCODERS))
         raise ConfigError(f"unknown encoder {name!r}; known encoders: {known}")
-    return ENCODERS[name].build(weights=weights, frozen_bn=frozen_bn)
+    return ENCODERS[name].build(weights=weights, frozen_bn=frozen_bn, **options)
 
 
 def load_weights(encoder: Encoder, path: Path) -> None:

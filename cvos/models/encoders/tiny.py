@@ -6,10 +6,12 @@ from torch import Tensor
 
 from cvos.models.encoder import Encoder
 from cvos.models.light import LightEncoder, conv_bn_relu
+from cvos.models.registry import register_encoder
 
 TINY_WIDTHS = (32, 64, 128)
 
 
+@register_encoder("tiny", channels=TINY_WIDTHS[-1], stride=2 ** len(TINY_WIDTHS))
 class TinyEncoder(Encoder):
     """Three stride-2 conv blocks and one more at stride 8 for a wider receptive field."""
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cvos.data import gaussian_prior
+from cvos.models import gaussian_prior
 
 
 def test_centre_and_spread_are_median_and_scaled_mad() -> None:

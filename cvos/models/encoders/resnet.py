@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cvos.models.encoder import Encoder
+from cvos.models.registry import register_encoder
 
 OUTPUT_STRIDE = 8
 
@@ -137,17 +138,21 @@ class ResNetEncoder(Encoder):
         return self.layer4(self.layer3(x))  # B x 512e x H/8 x W/8 (dilated)
 
 
+@register_encoder("resnet18", channels=512, stride=OUTPUT_STRIDE)
 def resnet18() -> ResNetEncoder:
     return ResNetEncoder(BasicBlock, (2, 2, 2, 2))
 
 
+@register_encoder("resnet34", channels=512, stride=OUTPUT_STRIDE)
 def resnet34() -> ResNetEncoder:
     return ResNetEncoder(BasicBlock, (3, 4, 6, 3))
 
 
+@register_encoder("resnet50", channels=2048, stride=OUTPUT_STRIDE)
 def resnet50() -> ResNetEncoder:
     return ResNetEncoder(Bottleneck, (3, 4, 6, 3))
 
 
+@register_encoder("resnet101", channels=2048, stride=OUTPUT_STRIDE)
 def resnet101() -> ResNetEncoder:
     return ResNetEncoder(Bottleneck, (3, 4, 23, 3))
