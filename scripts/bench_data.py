@@ -1,85 +1,125 @@
-"""Training samples per second from the DataModule: the prepared cache vs decoding on the fly.
+"""Training samples per second and bytes per frame: decoding the prepared video vs stored arrays.
 
-    python scripts/bench_data.py [--workers 2] [--batches 40] [--davis PATH | --no-davis]
+    python scripts/bench_data.py [--workers 2] [--batches 40] [--rounds 2] [--davis PATH]
 
-Both paths run in this process on the same prepared data, at each dataset's default crop
-(conf/data/*.yaml), so the ratio is measured, not assumed. The cached path must keep a GPU
-fed: at least 100 samples/s on two workers. DAVIS 2016 is measured too when it is found
-(--davis, else CVOS_DAVIS2016, else ../shared/data/davis2016); preparing its train split
-once writes about 6 GB under the cache folder.
+Both forms run in this process on the same prepared sequences, taking turns round after round,
+so a slow spell on a shared machine hits both: `frames=video` (the default: each sample's GOP
+is decoded from the prepared video) and `frames=arrays` (every decoded representation stored
+and memory-mapped, as the format-1 cache did). For each: samples/s through the DataLoader on
+`--workers` workers, the CPU time the loader workers spent per sample (process time, which
+other programs on the machine barely move), and the prepared bytes per frame. DAVIS 2016 is
+measured on its train split at 256 x 512 network input (each 480p frame stretched to it, the
+whole input a sample) when found (--davis, else CVOS_DAVIS2016, else ../shared/data/davis2016);
+its arrays take about 10 MB a frame (16 GB for the 24-sequence train split of the sample set).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from cvos.data import VOSData
+from cvos.data.prepared import REPRESENTATIONS_DIR, folder_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = 100.0  # samples/s the cached path must reach
+TARGET = 100.0  # samples/s the default (video) form must reach at DAVIS 480p on two workers
+FORMS = ("arrays", "video")
+
+
+@dataclass
+class Figures:
+    samples_per_s: float
+    cpu_ms: float  # loader workers' CPU time per sample
 
 
 def build(dataset: str, overrides: list[str]) -> VOSData:
-    """The DataModule of conf/data/<dataset>.yaml with command-line style overrides."""
+    """The dataset of conf/data/<dataset>.yaml with command-line style overrides."""
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("prepare", overrides=[f"data={dataset}", *overrides])
     return instantiate(cfg.data, _convert_="all")
 
 
-def samples_per_second(module: VOSData, batches: int) -> float:
-    """Throughput of `batches` training batches after one warm-up batch (worker start-up)."""
-    loader = iter(module.train_loader())
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(data: VOSData) -> Figures:
+    """One epoch of `samples_per_epoch` samples; samples/s after the first batch (worker start),
+    CPU of the workers (counted when they exit) over every sample."""
+    loader = iter(data.train_loader())
+    before = children_cpu()
     next(loader)
     start = time.perf_counter()
-    count = sum(next(loader).key_image.shape[0] for _ in range(batches))
-    return count / (time.perf_counter() - start)
+    count = sum(batch.key_image.shape[0] for batch in loader)
+    seconds = time.perf_counter() - start
+    del loader  # the workers exit: their CPU time is now the children's
+    total = count + data.batch_size
+    return Figures(count / seconds, (children_cpu() - before) / total * 1000)
 
 
-def cpu_ms_per_sample(module: VOSData, samples: int) -> float:
-    """CPU time of one sample in this process on one thread, as in a loader worker.
-
-    Other programs on the machine pull the samples/s figures down; this one they barely move.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    dataset = module.training_set()
-    dataset[0, 0]
-    start = time.process_time()
-    for index in range(samples):
-        dataset[index * 7 % len(dataset), index]
-    torch.set_num_threads(threads)
-    return (time.process_time() - start) / samples * 1000
+def bytes_per_frame(data: VOSData, split: str, arrays: bool) -> float:
+    """Prepared bytes per frame of a split, with or without the stored arrays."""
+    total, frames = 0, 0
+    for sequence in data.open_split(split):
+        size = folder_bytes(sequence.path)
+        if not arrays:
+            size -= folder_bytes(sequence.path / REPRESENTATIONS_DIR)
+        total += size
+        frames += sequence.meta.num_frames
+    return total / frames
 
 
-def bench(dataset: str, overrides: list[str], workers: int, batches: int) -> float:
-    """Print cached vs on-the-fly figures for one dataset; returns the cached samples/s."""
-    common = [*overrides, f"data.num_workers={workers}", "data.persistent_workers=false"]
-    common.append("data.samples_per_epoch=100000")
-    cached = build(dataset, common)
-    cached.prepare_all()
-    decoding = build(dataset, [*common, "data.decode_on_the_fly=true"])
-    crop = "x".join(map(str, cached.crop_size))
-    print(f"{dataset}: crop {crop}, batch {cached.batch_size}, {workers} workers")
-    print(f"  cache {cached.prepared_dir}")
-    fast = samples_per_second(cached, batches)
-    slow = samples_per_second(decoding, max(batches // 4, 2))
-    fast_cpu = cpu_ms_per_sample(cached, 4 * cached.batch_size)
-    slow_cpu = cpu_ms_per_sample(decoding, cached.batch_size)
-    verdict = "ok" if fast >= TARGET else f"BELOW the {TARGET:.0f} samples/s target"
-    print("                     samples/s  CPU ms/sample  samples/s per free core")
+def bench(dataset: str, overrides: list[str], workers: int, batches: int, rounds: int) -> None:
+    """Print both forms' figures for one dataset, best of `rounds`, and their ratios."""
+    forms = {}
+    for form in FORMS:
+        common = [*overrides, f"data.num_workers={workers}", "data.persistent_workers=false"]
+        forms[form] = build(dataset, [*common, f"data.frames={form}"])
+        size = forms[form].batch_size
+        forms[form].samples_per_epoch = (batches + 1) * size
+        forms[form].prepare(forms[form].train_split, progress=False)
+    data = forms["video"]
     print(
-        f"  cached             {fast:9.1f}  {fast_cpu:13.1f}  {1000 / fast_cpu:23.0f}  ({verdict})"
+        f"{dataset} ({data.train_split}, {len(data.sequences(data.train_split))} sequences): "
+        f"input {data.input_size or 'frame size'}, crop {data.crop_size}, batch "
+        f"{data.batch_size}, {workers} workers, {data.samples_per_gop} samples a GOP"
     )
-    print(f"  decode on the fly  {slow:9.1f}  {slow_cpu:13.1f}  {1000 / slow_cpu:23.0f}")
-    print(f"  cache speed-up     {fast / slow:8.1f}x  {slow_cpu / fast_cpu:12.1f}x")
-    return fast
+    best: dict[str, Figures] = {}
+    for number in range(rounds):
+        for form in FORMS:
+            figures = measure(forms[form])
+            print(
+                f"  round {number + 1} {form:<6} {figures.samples_per_s:8.1f} samples/s "
+                f"{figures.cpu_ms:8.1f} CPU ms/sample"
+            )
+            kept = best.get(form)
+            if kept is None or figures.samples_per_s > kept.samples_per_s:
+                best[form] = figures
+    sizes = {form: bytes_per_frame(data, data.train_split, form == "arrays") for form in FORMS}
+    print("           samples/s  CPU ms/sample   bytes/frame")
+    for form in FORMS:
+        figures = best[form]
+        print(
+            f"  {form:<7} {figures.samples_per_s:10.1f}  {figures.cpu_ms:13.1f}  "
+            f"{sizes[form]:12,.0f}"
+        )
+    video, arrays = best["video"], best["arrays"]
+    print(
+        f"  video / arrays: {video.samples_per_s / arrays.samples_per_s:.2f}x samples/s, "
+        f"{video.cpu_ms / arrays.cpu_ms:.2f}x CPU a sample, "
+        f"1/{sizes['arrays'] / sizes['video']:.0f} of the bytes"
+    )
+    if dataset == "davis16":
+        verdict = "ok" if video.samples_per_s >= TARGET else f"BELOW the {TARGET:.0f} target"
+        print(f"  video form: {video.samples_per_s:.1f} samples/s ({verdict})")
 
 
 def davis_root(argument: str | None) -> Path | None:
@@ -92,18 +132,22 @@ def davis_root(argument: str | None) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed on the cached path")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per round")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each form takes")
     parser.add_argument(
         "--davis", default=None, help="DAVIS 2016 folder (default: found automatically)"
     )
     parser.add_argument("--no-davis", action="store_true", help="skip DAVIS even when it is found")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic set")
     args = parser.parse_args()
-    bench("synthetic", [], args.workers, args.batches)
+    if not args.no_synthetic:
+        bench("synthetic", [], args.workers, args.batches, args.rounds)
     root = None if args.no_davis else davis_root(args.davis)
     if root is None:
         print("davis16: skipped (no DAVIS 2016 folder found; pass --davis PATH)")
-    else:
-        bench("davis16", [f"data.root={root}"], args.workers, args.batches)
+        return
+    davis = [f"data.root={root}", "data.input_size=[256,512]", "data.crop_size=[256,512]"]
+    bench("davis16", davis, args.workers, args.batches, args.rounds)
 
 
 if __name__ == "__main__":

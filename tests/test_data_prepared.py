@@ -1,4 +1,4 @@
-"""The prepared cache: round trip against the codec, resumability, separate caches, bad caches."""
+"""The prepared form: round trip against the codec, resumability, separate caches, bad input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from data_fixtures import tiny_videos, write_davis2017
 
 from cvos.codec import CompressedVideo, EncodeSettings
 from cvos.data.layouts import list_sequences
-from cvos.data.prepared import META_FILE, open_prepared, prepare_sequences
+from cvos.data.prepared import (
+    LABELS_FILE,
+    META_FILE,
+    REPRESENTATIONS_DIR,
+    open_prepared,
+    prepare_sequences,
+)
 from cvos.errors import DataError
 
 SETTINGS = EncodeSettings(gop_size=4)
@@ -29,7 +35,8 @@ def dataset(tmp_path: Path) -> Path:
 
 def _prepare(root: Path, cache: Path, settings: EncodeSettings = SETTINGS, workers: int = 1) -> int:
     sequences = list_sequences("davis2017", root, "train")
-    return prepare_sequences(sequences, cache, settings, "tiny", workers=workers, progress=False)
+    report = prepare_sequences(sequences, cache, settings, "tiny", workers=workers, progress=False)
+    return report.prepared
 
 
 def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Path) -> None:
@@ -39,6 +46,8 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
     prepared = open_prepared(cache / sequence.name, sequence, SETTINGS)
     assert prepared.meta.picture_types == "IPPPIPPPIP"
     assert prepared.meta.height == 40 and prepared.meta.width == 72
+    assert sorted(p.name for p in prepared.path.iterdir()) == [LABELS_FILE, META_FILE, "video.m4v"]
+    assert not prepared.has_arrays()
     with CompressedVideo(prepared.video_path) as video:
         assert (video.height, video.width) == (48, 80)  # padded to multiples of 16
         for frame in video:
@@ -46,11 +55,27 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
                 np.testing.assert_array_equal(
                     prepared.array(name)[frame.index], getattr(frame, name)[:40, :72]
                 )
-    labels = prepared.labels
+    assert prepared.has_arrays()  # extracted on first use
+    labels = prepared.labels()
     assert labels.shape == (10, 40, 72) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels[3], prepared.label(3))
     first = prepared.meta.objects[0]
     assert [o.object_id for o in first] == sorted(set(np.unique(labels[0])) - {0})
     assert all(o.area == int((labels[0] == o.object_id).sum()) for o in first)
+
+
+def test_prepared_form_is_the_video_and_compressed_labels(dataset: Path, tmp_path: Path) -> None:
+    """Without arrays a frame costs the encoded video and its labels; with them, every decoded
+    representation (what the format-1 cache held)."""
+    sequences = list_sequences("davis2017", dataset, "train")
+    light = prepare_sequences(sequences, tmp_path / "light", SETTINGS, "tiny", progress=False)
+    full = prepare_sequences(
+        sequences, tmp_path / "full", SETTINGS, "tiny", arrays=True, progress=False
+    )
+    assert (light.prepared, light.prepared_frames, light.frames) == (2, 20, 20)
+    assert full.bytes_written > 8 * light.bytes_written
+    assert (tmp_path / "full" / "seq-0" / REPRESENTATIONS_DIR).is_dir()
+    assert "2 sequences (20 frames) prepared" in light.summary() and "GB written" in light.summary()
 
 
 def test_rerun_skips_finished_and_redoes_partial_sequences(dataset: Path, tmp_path: Path) -> None:
@@ -59,7 +84,7 @@ def test_rerun_skips_finished_and_redoes_partial_sequences(dataset: Path, tmp_pa
     done = (cache / "seq-0" / META_FILE).stat().st_mtime_ns
     assert _prepare(dataset, cache) == 0
     (cache / "seq-1" / META_FILE).unlink()  # as if interrupted before the meta was written
-    (cache / ".seq-0.partial-dead").mkdir()  # a temp folder left by a killed worker
+    (cache / ".seq-0.0123456789ab.tmp").mkdir()  # a temp folder left by a killed worker
     assert _prepare(dataset, cache) == 1
     assert (cache / "seq-0" / META_FILE).stat().st_mtime_ns == done
     assert (cache / "seq-1" / META_FILE).is_file()
@@ -103,25 +128,76 @@ def test_unprepared_and_corrupt_meta(dataset: Path, tmp_path: Path) -> None:
         open_prepared(tmp_path / "cache" / "seq-0", sequence, SETTINGS)
 
 
+def test_a_cache_of_another_format_is_refused_naming_the_folder(
+    dataset: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    _prepare(dataset, cache)
+    meta = cache / "seq-0" / META_FILE
+    meta.write_text(meta.read_text().replace('"version": 2', '"version": 1'))
+    sequence = list_sequences("davis2017", dataset, "train")[0]
+    expected = rf"{cache / 'seq-0'}: prepared in cache format 1 \(every decoded representation"
+    with pytest.raises(DataError, match=expected) as caught:
+        open_prepared(cache / "seq-0", sequence, SETTINGS)
+    assert f"Delete {cache} and run `python -m cvos.prepare` again" in str(caught.value)
+    with pytest.raises(DataError, match="cache format 1"):
+        _prepare(dataset, cache)  # never silently redone or reused
+
+
+def test_bad_input_names_the_file(dataset: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    frame = dataset / "JPEGImages" / "480p" / "seq-0" / "00004.jpg"
+    frame.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=f"cannot read frame {frame}"):
+        _prepare(dataset, cache)
+    assert not (cache / "seq-0").exists() and not list(cache.glob(".seq-0.*"))
+    mask = dataset / "Annotations" / "480p" / "seq-1" / "00000.png"
+    mask.unlink()
+    with pytest.raises(DataError, match=f"mask {mask} is missing"):
+        list_sequences("davis2016", _as_davis2016(dataset), "train")
+
+
+def _as_davis2016(root: Path) -> Path:
+    """The same folders listed the DAVIS 2016 way (every frame needs its mask)."""
+    lines = [
+        f"/JPEGImages/480p/{name}/{t:05d}.jpg /Annotations/480p/{name}/{t:05d}.png"
+        for name in ("seq-0", "seq-1")
+        for t in range(10)
+    ]
+    (root / "ImageSets" / "480p").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "480p" / "train.txt").write_text("\n".join(lines))
+    return root
+
+
+def test_a_corrupt_prepared_video_is_an_error_naming_it(dataset: Path, tmp_path: Path) -> None:
+    from cvos.data.sources import VideoFrames
+    from cvos.errors import CodecError
+
+    cache = tmp_path / "cache"
+    _prepare(dataset, cache)
+    sequence = list_sequences("davis2017", dataset, "train")[0]
+    prepared = open_prepared(cache / "seq-0", sequence, SETTINGS)
+    data = prepared.video_path.read_bytes()
+    prepared.video_path.write_bytes(data[: len(data) * 2 // 3])  # truncated
+    with pytest.raises(CodecError, match=str(prepared.video_path)):
+        for index in range(prepared.meta.num_frames):
+            assert VideoFrames([prepared], open_gops=2).frame(0, index).residual_acc.size
+
+
 def test_real_davis2016_sequence_round_trip(davis2016_root: Path, tmp_path: Path) -> None:
     """Prepare the shortest val sequence at its real size (854 wide, coded 864)."""
     sequence = min(
         list_sequences("davis2016", davis2016_root, "val"), key=lambda s: len(s.frame_names)
     )
     settings = EncodeSettings()
-    prepare_sequences([sequence], tmp_path, settings, "davis16", progress=False)
+    report = prepare_sequences([sequence], tmp_path, settings, "davis16", progress=False)
     prepared = open_prepared(tmp_path / sequence.name, sequence, settings)
     meta = prepared.meta
     assert (meta.height, meta.width) == (480, 854) and meta.num_frames == len(sequence.frame_names)
-    assert meta.picture_types[::12] == "I" * len(
-        meta.picture_types[::12]
-    ) and meta.picture_types.count("I") == -(-meta.num_frames // 12)
-    assert prepared.array("mv_acc").shape == (meta.num_frames, 480, 854, 2)
-    assert (
-        prepared.array("mv_acc").dtype == np.int16
-        and np.abs(prepared.array("mv_acc")[1:12]).max() > 0
-    )
-    assert set(np.unique(prepared.labels[0])) == {0, 1}
+    assert meta.picture_types[::12] == "I" * len(meta.picture_types[::12])
+    assert meta.picture_types.count("I") == -(-meta.num_frames // 12)
+    assert report.bytes_written / meta.num_frames < 100_000  # the arrays took ~10 MB a frame
+    assert set(np.unique(prepared.label(0))) == {0, 1}
     meta_json = json.loads((tmp_path / sequence.name / META_FILE).read_text())
     assert meta_json["settings"]["gop_size"] == 12 and meta_json["dataset"] == "davis16"
     shutil.rmtree(tmp_path / sequence.name)

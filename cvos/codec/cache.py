@@ -2,8 +2,8 @@
 
 One folder per entry, named by a hash of the video's bytes and of the extraction
 format, holding one .npy file per array. An entry is built in a temporary folder
-and renamed into place when complete, so a crash never leaves a partial entry that
-a later run would read.
+and renamed into place when complete (`cvos.files.atomic_path`), so a crash never
+leaves a partial entry that a later run would read.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from cvos.codec.reader import CompressedFrame, CompressedVideo
 from cvos.errors import CodecError
+from cvos.files import atomic_path
 
 EXTRACTION_FORMAT = {"version": 1, "image": "bgr24 uint8", "motion": "int16", "residual": "int16"}
 """Part of every key: change it whenever what is stored changes."""
@@ -75,21 +74,20 @@ class RepresentationCache:
 
     def _extract(self, video_path: Path, folder: Path) -> None:
         """Write every array into a temporary folder, then rename it to `folder`."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        temporary = self.root / f".{folder.name}.{uuid.uuid4().hex}.tmp"
-        temporary.mkdir()
         try:
-            with CompressedVideo(video_path) as video:
-                if max(video.height, video.width) > _INT16_LIMIT:
-                    raise CodecError(f"{video_path}: frames too large for int16 motion vectors")
-                arrays = _create_arrays(temporary, len(video), video.height, video.width)
-                for frame in video:
-                    _store(arrays, frame)
-                for array in arrays.values():
-                    array.flush()
-            _rename_folder(temporary, folder)
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
+            with atomic_path(folder) as temporary:
+                temporary.mkdir()
+                with CompressedVideo(video_path) as video:
+                    if max(video.height, video.width) > _INT16_LIMIT:
+                        raise CodecError(f"{video_path}: frames too large for int16 motion vectors")
+                    arrays = _create_arrays(temporary, len(video), video.height, video.width)
+                    for frame in video:
+                        _store(arrays, frame)
+                    for array in arrays.values():
+                        array.flush()
+        except OSError:
+            if not folder.is_dir():  # a concurrent run publishing the same entry first is fine
+                raise
 
 
 def _create_arrays(folder: Path, frames: int, height: int, width: int) -> dict[str, np.memmap]:
@@ -120,15 +118,6 @@ def _store(arrays: dict[str, np.memmap], frame: CompressedFrame) -> None:
     arrays["picture_types"][index] = frame.picture_type.value
     arrays["gop_index"][index] = frame.gop_index
     arrays["gop_position"][index] = frame.gop_position
-
-
-def _rename_folder(temporary: Path, folder: Path) -> None:
-    """Atomically publish `temporary` as `folder`; keep the other if a concurrent run won."""
-    try:
-        os.rename(temporary, folder)
-    except OSError:
-        if not folder.is_dir():
-            raise
 
 
 def _open_entry(folder: Path) -> CachedRepresentations:

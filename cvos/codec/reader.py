@@ -85,13 +85,17 @@ class CompressedFrame:
         return frame
 
     def cropped(self, height: int, width: int) -> CompressedFrame:
-        """The top-left `height x width` of every representation: undoes the writer's padding."""
+        """The top-left `height x width` of every representation: undoes the writer's padding.
+
+        Residuals stay lazy: each is computed at the coded size on first access (vectors may
+        point into the padding), then cropped; callers often need only one of them.
+        """
         if (height, width) == self.bgr.shape[:2]:
             return self
-        fields = (self.bgr, self.mv, self.mv_acc, self.residual, self.residual_acc)
-        crops = (array[:height, :width] for array in fields)
+        crop = (slice(0, height), slice(0, width))
         position = (self.index, self.gop_index, self.gop_position, self.picture_type)
-        return CompressedFrame.from_arrays(*position, *crops)
+        arrays = (self.bgr[crop], self.mv[crop], self.mv_acc[crop])
+        return _CroppedFrame(*position, *arrays, self.previous_bgr, self.iframe_bgr, self, crop)
 
     @property
     def rgb(self) -> np.ndarray:
@@ -107,6 +111,22 @@ class CompressedFrame:
     def residual_acc(self) -> np.ndarray:
         """H x W x 3 int32 BGR: `cur[y, x] - iframe[y - acc_dy, x - acc_dx]`."""
         return subtract_warped(self.bgr, self.iframe_bgr, self.mv_acc)
+
+
+@dataclass(eq=False)
+class _CroppedFrame(CompressedFrame):
+    """A frame cropped to its original size whose residuals are cropped from the coded frame's."""
+
+    uncropped: CompressedFrame = field(repr=False)
+    crop: tuple[slice, slice] = field(repr=False)
+
+    @cached_property
+    def residual(self) -> np.ndarray:
+        return self.uncropped.residual[self.crop]
+
+    @cached_property
+    def residual_acc(self) -> np.ndarray:
+        return self.uncropped.residual_acc[self.crop]
 
 
 class BGRConverter:
@@ -183,6 +203,25 @@ class CompressedVideo:
         """The frames of one GOP, decoded from its I-frame only."""
         self._check_gop(gop_index)
         return list(self._frames(*self._packets.gop_span(gop_index)))
+
+    def gop_frames(self, gop_index: int) -> Iterator[CompressedFrame]:
+        """The frames of one GOP, each decoded when the caller asks for it (no read-ahead).
+
+        For callers that stop early or keep several GOPs open at once (training samples):
+        nothing past the last frame asked for is decoded.
+        """
+        self._check_gop(gop_index)
+        return self._build_frames(*self._packets.gop_span(gop_index))
+
+    def gop_images(self, gop_index: int) -> Iterator[np.ndarray]:
+        """The BGR image (coded size) of each frame of one GOP, decoded when asked for, without
+        motion vectors or residuals: `frame.bgr` of the same frames, at the cost of a decode."""
+        self._check_gop(gop_index)
+        first, stop = self._packets.gop_span(gop_index)
+        to_bgr = BGRConverter()
+        for index, decoded in zip(range(first, stop), self._decode(first, stop), strict=True):
+            self._picture_type(index, decoded)
+            yield to_bgr(decoded)
 
     def frame(self, gop_index: int, gop_position: int) -> CompressedFrame:
         """One frame, decoding its GOP from the I-frame up to it (what coviar does per call)."""

@@ -15,11 +15,21 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset
 
 from cvos.codec import EncodeSettings
+from cvos.data.estimate import Projection, SplitListing, project
 from cvos.data.evaluation import EvalSequence, eval_sequence
 from cvos.data.layouts import LAYOUTS, Sequence, list_sequences
-from cvos.data.prepared import PreparedSequence, open_prepared, prepare_sequences, settings_key
-from cvos.data.samples import EpochSampler, TrainAugment, TrainBatch, TrainDataset
-from cvos.data.sources import CachedFrames, DecodedFrames
+from cvos.data.prepared import (
+    PreparedSequence,
+    PrepareReport,
+    open_prepared,
+    prepare_sequences,
+    settings_key,
+    unfinished,
+)
+from cvos.data.samples import TrainAugment, TrainBatch, TrainDataset
+from cvos.data.sampling import OPEN_BLOCKS, BlockDrawer, EpochSampler, PlanShape
+from cvos.data.shards import Shard
+from cvos.data.sources import ArrayFrames, VideoFrames
 from cvos.data.synthetic import SyntheticSpec, ensure_synthetic
 from cvos.data.transforms import Augment
 from cvos.errors import ConfigError, DataError
@@ -81,12 +91,17 @@ class ShardedSequences(IterableDataset):
         return len(self._shard())
 
 
+FRAME_STORES = ("video", "arrays")
+
+
 class VOSData:
-    """Prepares a dataset once (encode + cache), then serves training batches and eval videos.
+    """Prepares a dataset once (encode + labels), then serves training batches and eval videos.
 
     `root=None` with a `synthetic` spec generates the synthetic dataset into `cache_dir` on
     first use. Prepared data lives in `cache_dir/prepared/<name>/<codec>-gop<G>-q<Q>/`, so
     every codec configuration has its own cache (`<name>-<spec key>` for the synthetic set).
+    `frames="video"` decodes every sample from the prepared video (~30 KB a 480p frame);
+    `frames="arrays"` also stores every decoded representation (~10 MB a frame) and reads those.
     """
 
     def __init__(
@@ -111,7 +126,8 @@ class VOSData:
         val_split: str = "val",
         max_val_sequences: int | None = None,
         prepare_workers: int = 2,
-        decode_on_the_fly: bool = False,
+        frames: str = "video",
+        samples_per_gop: int = 8,
         augment: Mapping[str, Any] | None = None,
         synthetic: Mapping[str, Any] | None = None,
     ) -> None:
@@ -128,6 +144,10 @@ class VOSData:
                 f"data.gop_size must be a whole number >= 1, got {gop_size!r}; "
                 "set e.g. data.gop_size=12"
             )
+        if frames not in FRAME_STORES:
+            raise ConfigError(f"data.frames={frames!r}: expected one of {list(FRAME_STORES)}")
+        if samples_per_gop < 1:
+            raise ConfigError(f"data.samples_per_gop={samples_per_gop}: expected at least 1")
         self.input_size = _size_or_none("input_size", input_size)
         self.crop_size = _size_or_none("crop_size", crop_size)
         if samples_per_epoch is not None and samples_per_epoch < batch_size:
@@ -149,7 +169,8 @@ class VOSData:
         self.val_split = val_split
         self.max_val_sequences = max_val_sequences
         self.prepare_workers = prepare_workers
-        self.decode_on_the_fly = decode_on_the_fly
+        self.frames = frames
+        self.samples_per_gop = samples_per_gop
         self.augment = train_augment(augment)
         self.synthetic = synthetic_spec(synthetic)
         self.train_dataset: TrainDataset | None = None
@@ -179,13 +200,16 @@ class VOSData:
             sequences = sequences[: self.max_val_sequences]
         return sequences
 
-    def prepare(self, split: str, *, progress: bool = True) -> int:
-        """Encode and cache a split's sequences that are not prepared yet; returns how many ran."""
+    def prepare(
+        self, split: str, *, progress: bool = True, shard: Shard | None = None
+    ) -> PrepareReport:
+        """Encode a split's sequences (or one shard of them) that are not prepared yet."""
         return prepare_sequences(
-            self.sequences(split),
+            (shard or Shard()).select(self.sequences(split)),
             self.prepared_dir,
             self.settings,
             self.name,
+            arrays=self.frames == "arrays",
             workers=self.prepare_workers,
             progress=progress,
         )
@@ -194,6 +218,26 @@ class VOSData:
         """Prepare the training and validation splits."""
         for split in dict.fromkeys((self.train_split, self.val_split)):
             self.prepare(split)
+
+    def listing(self, split: str, shard: Shard | None = None) -> SplitListing:
+        """A split's sequences (or one shard's) and those not prepared yet; writes nothing."""
+        sequences = (shard or Shard()).select(self.sequences(split))
+        return SplitListing(
+            split, sequences, unfinished(sequences, self.prepared_dir, self.settings)
+        )
+
+    def projection(self, listings: list[SplitListing]) -> Projection:
+        """Size and time of preparing what `listings` leave to do, from a short measured sample."""
+        todo = [s for listing in listings for s in listing.todo]
+        measured = todo or [s for listing in listings for s in listing.sequences]
+        return project(
+            measured,
+            sum(listing.todo_frames for listing in listings),
+            self.settings,
+            self.name,
+            arrays=self.frames == "arrays",
+            workers=min(self.prepare_workers, max(len(todo), 1)),
+        )
 
     def open_split(self, split: str) -> list[PreparedSequence]:
         """The split's prepared sequences, verified against the settings and the dataset."""
@@ -207,10 +251,13 @@ class VOSData:
         if self.train_dataset is not None:
             return self.train_dataset
         prepared = self.open_split(self.train_split)
-        source = DecodedFrames if self.decode_on_the_fly else CachedFrames
-        dataset = TrainDataset(
-            prepared, [source(p) for p in prepared], self.input_size, self.crop_size, self.augment
-        )
+        if self.frames == "arrays":
+            store = ArrayFrames(prepared)
+            for sequence in prepared:
+                sequence.representations()  # mapped here, so forked loader workers share it
+        else:
+            store = VideoFrames(prepared, open_gops=2 * OPEN_BLOCKS + 2)
+        dataset = TrainDataset(prepared, store, self.input_size, self.crop_size, self.augment)
         if len(dataset) == 0:
             raise DataError(
                 f"split {self.train_split!r} of {self.dataset_root()} gives no training samples"
@@ -219,14 +266,22 @@ class VOSData:
         self.train_dataset = dataset
         return dataset
 
-    def train_loader(self) -> DataLoader:
-        """Packed `TrainBatch`es (see `TrainBatch.collate`), drawn by an `EpochSampler`."""
-        dataset = self.training_set()
-        sampler = EpochSampler(len(dataset), self.samples_per_epoch, self.seed)
-        return DataLoader(
-            dataset,
+    def sampler(self) -> EpochSampler:
+        """The sampler of the training loader: GOP blocks planned for `num_workers` workers."""
+        shape = PlanShape(
+            num_samples=self.samples_per_epoch,
             batch_size=self.batch_size,
-            sampler=sampler,
+            samples_per_gop=self.samples_per_gop,
+            workers=self.num_workers,
+        )
+        return EpochSampler(BlockDrawer(self.training_set().candidates), shape, self.seed)
+
+    def train_loader(self, sampler: EpochSampler | None = None) -> DataLoader:
+        """Packed `TrainBatch`es (see `TrainBatch.collate`) in the order `sampler` plans."""
+        return DataLoader(
+            self.training_set(),
+            batch_size=self.batch_size,
+            sampler=sampler or self.sampler(),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -237,7 +292,8 @@ class VOSData:
     def eval_sequences(self, split: str) -> list[EvalSequence]:
         """Every sequence of `split` for streaming evaluation, prepared first if needed."""
         self.prepare(split, progress=False)
-        return [eval_sequence(p, decode=self.decode_on_the_fly) for p in self.open_split(split)]
+        decode = self.frames == "video"
+        return [eval_sequence(p, decode=decode) for p in self.open_split(split)]
 
     def val_loader(self) -> DataLoader:
         """EvalSequence objects one at a time, read in the main process (frames stream lazily)."""

@@ -1,4 +1,8 @@
-"""Evaluation samples: whole prepared sequences, streamed frame by frame in decode order."""
+"""Evaluation samples: whole prepared sequences, streamed frame by frame in decode order.
+
+Frames are decoded from the prepared video in one pass; a dataset prepared with its arrays
+(`frames="arrays"`) can read those instead (`decode=False`): the same bytes either way.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +31,13 @@ class EvalSequence:
     ]  # frame index -> H x W uint8 labels of the objects starting there
     gt_masks: np.ndarray | None  # T x H x W uint8 when every frame is annotated, else None
     prepared: PreparedSequence = field(repr=False)
-    decode: bool = False  # decode the video instead of reading the prepared arrays
+    decode: bool = True  # False: read the stored arrays, where the dataset keeps them
 
     def frames(self) -> Iterator[CompressedFrame]:
         """Every frame in decode order, cropped to (height, width)."""
-        return self._decoded_frames() if self.decode else self._cached_frames()
+        if self.decode or not self.prepared.has_arrays():
+            return self._decoded_frames()
+        return self._cached_frames()
 
     def copy_first_masks(self) -> np.ndarray:
         """The copy-the-first-mask baseline: every frame keeps each object's first mask."""
@@ -51,10 +57,9 @@ class EvalSequence:
                 yield frame.cropped(self.height, self.width)
 
 
-def eval_sequence(prepared: PreparedSequence, *, decode: bool = False) -> EvalSequence:
+def eval_sequence(prepared: PreparedSequence, *, decode: bool = True) -> EvalSequence:
     """The evaluation view of a prepared sequence: objects start on their first annotated frame."""
     meta = prepared.meta
-    labels = prepared.labels  # T x H x W
     first_frames: dict[int, int] = {}
     for frame in sorted(meta.objects):
         for obj in meta.objects[frame]:
@@ -62,9 +67,8 @@ def eval_sequence(prepared: PreparedSequence, *, decode: bool = False) -> EvalSe
     init_masks = {}
     for start in sorted(set(first_frames.values())):
         starting = [obj for obj, first in first_frames.items() if first == start]
-        init_masks[start] = np.where(np.isin(labels[start], starting), labels[start], 0).astype(
-            np.uint8
-        )
+        labels = prepared.label(start)  # H x W
+        init_masks[start] = np.where(np.isin(labels, starting), labels, 0).astype(np.uint8)
     fully_annotated = len(meta.objects) == meta.num_frames
     return EvalSequence(
         name=meta.sequence,
@@ -74,7 +78,7 @@ def eval_sequence(prepared: PreparedSequence, *, decode: bool = False) -> EvalSe
         object_ids=sorted(first_frames),
         first_frames=first_frames,
         init_masks=init_masks,
-        gt_masks=np.array(labels) if fully_annotated else None,
+        gt_masks=prepared.labels() if fully_annotated else None,
         prepared=prepared,
         decode=decode,
     )

@@ -1,10 +1,15 @@
-"""The prepared cache: each sequence encoded once and its compressed representations stored.
+"""The prepared form of a dataset: each sequence encoded once; the compressed video is the data.
 
-Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding the encoded
-video, the codec's `RepresentationCache` of it (memory-mappable `.npy` arrays, int16 vectors
-and residuals, at the coded size), `labels.npy` (T x H x W uint8 masks) and `meta.json`.
-A sequence folder is written under a temporary name and renamed when complete, so a folder
-that exists is whole; its meta.json is checked against the requested settings on every load.
+Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding
+- the encoded video (`video.m4v`; `video.mp4` for H.264): training and evaluation decode every
+  representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~30 KB a 480p frame;
+- `labels.npz`: the label map of each annotated frame, compressed (`"<frame index>"` -> H x W);
+- `meta.json`: settings, frame names, size, picture types and object statistics;
+- with `arrays=True` only, `representations/`: the codec's `RepresentationCache` of the video,
+  every decoded array memory-mapped (~10 MB a 480p frame; the format-1 cache).
+A sequence folder is written under a temporary name and renamed when complete
+(`cvos.files.atomic_path`), so a folder that exists is whole; its meta.json is checked against
+the requested settings and the dataset on every load, and its format against `CACHE_VERSION`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import json
 import logging
 import os
 import shutil
-import uuid
+import time
+import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -23,16 +30,28 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cvos.codec import CachedRepresentations, EncodeSettings, RepresentationCache, encode_video
+from cvos.codec import (
+    CachedRepresentations,
+    CompressedVideo,
+    EncodeSettings,
+    RepresentationCache,
+    encode_video,
+)
 from cvos.data.layouts import Sequence, read_frames, read_label_maps
-from cvos.errors import DataError
+from cvos.errors import CodecError, DataError
+from cvos.files import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+FORMATS = {
+    1: "every decoded representation as arrays, ~10 MB a 480p frame",
+    2: "the encoded video and compressed labels, ~30 KB a 480p frame",
+}
 META_FILE = "meta.json"
-LABELS_FILE = "labels.npy"
+LABELS_FILE = "labels.npz"
 REPRESENTATIONS_DIR = "representations"
+LABEL_CACHE = 32  # label maps a process keeps decompressed (a sample reads 4, often the same)
 
 
 @dataclass(frozen=True)
@@ -75,12 +94,9 @@ class PreparedMeta:
         return json.dumps(data, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> PreparedMeta:
-        data = json.loads(text)
-        data["objects"] = {
-            int(k): [ObjectStats(**o) for o in v] for k, v in data["objects"].items()
-        }
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any]) -> PreparedMeta:
+        objects = {int(k): [ObjectStats(**o) for o in v] for k, v in data["objects"].items()}
+        return cls(**{**data, "objects": objects})
 
 
 def settings_key(settings: EncodeSettings) -> str:
@@ -93,38 +109,109 @@ def video_name(codec: str) -> str:
     return "video.m4v" if codec == "mpeg4" else "video.mp4"
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under `folder`."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 class PreparedSequence:
-    """One prepared sequence; arrays are memory-mapped on first use (and again after pickling)."""
+    """One prepared sequence: its video, its labels frame by frame, and optionally its arrays.
+
+    File handles and decompressed labels belong to one process: a forked loader worker opens
+    its own (a shared zip handle would interleave the workers' reads).
+    """
 
     def __init__(self, path: Path, meta: PreparedMeta, settings: EncodeSettings) -> None:
         self.path = path
         self.meta = meta
         self.video_path = path / video_name(settings.codec)
         self._representations: CachedRepresentations | None = None
-        self._labels: np.ndarray | None = None
+        self._process = os.getpid()
+        self._labels_zip: Any = None
+        self._label_cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_representations": None, "_labels": None}  # workers map the files
+        return {**self.__dict__, "_representations": None, "_labels_zip": None, "_process": None}
 
     def representations(self) -> CachedRepresentations:
-        """The codec's arrays of every frame (coded size), memory-mapped; extracted again only if
-        the codec's cache format changed since the sequence was prepared."""
+        """The codec's arrays of every frame (coded size), memory-mapped; extracted from the
+        video on the first call (`prepare` does it for datasets with `frames="arrays"`)."""
         if self._representations is None:
             cache = RepresentationCache(self.path / REPRESENTATIONS_DIR)
             self._representations = cache.get_or_extract(self.video_path)
         return self._representations
+
+    def has_arrays(self) -> bool:
+        """Whether the decoded arrays are stored (the dataset was prepared with them)."""
+        folder = self.path / REPRESENTATIONS_DIR
+        return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
 
     def array(self, name: str) -> np.ndarray:
         """One representation (bgr, mv, mv_acc, residual, residual_acc) of every frame:
         T x H x W x C read-only memory map, cropped back to the frame size."""
         return getattr(self.representations(), name)[:, : self.meta.height, : self.meta.width]
 
-    @property
+    def label(self, index: int) -> np.ndarray:
+        """H x W uint8 label map of frame `index` (zeros on a frame without a mask), read-only."""
+        if self._process != os.getpid():  # a forked worker: nothing of the parent's is ours
+            self._process, self._labels_zip, self._label_cache = os.getpid(), None, OrderedDict()
+        if index in self._label_cache:
+            self._label_cache.move_to_end(index)
+            return self._label_cache[index]
+        labels = self._read_label(index)
+        labels.flags.writeable = False
+        self._label_cache[index] = labels
+        if len(self._label_cache) > LABEL_CACHE:
+            self._label_cache.popitem(last=False)
+        return labels
+
     def labels(self) -> np.ndarray:
-        """T x H x W uint8 label maps, 0 on frames without a mask."""
-        if self._labels is None:
-            self._labels = np.load(self.path / LABELS_FILE, mmap_mode="r")
-        return self._labels
+        """T x H x W uint8 label maps of every frame (zeros on frames without a mask)."""
+        return np.stack([self.label(index) for index in range(self.meta.num_frames)])
+
+    def _read_label(self, index: int) -> np.ndarray:
+        if index not in self.meta.objects:
+            return np.zeros((self.meta.height, self.meta.width), np.uint8)
+        try:
+            if self._labels_zip is None:
+                self._labels_zip = np.load(self.path / LABELS_FILE)
+            return self._labels_zip[str(index)]
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(
+                f"{self.path / LABELS_FILE}: no readable label map for frame {index} ({err}); "
+                f"delete {self.path} and prepare it again"
+            ) from err
+
+
+def _read_meta(folder: Path) -> PreparedMeta | None:
+    """meta.json of a prepared folder (None when there is none), refusing other formats."""
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        data = json.loads(meta_path.read_text())
+        version = data.get("version") if isinstance(data, dict) else None
+        if version != CACHE_VERSION:
+            raise DataError(
+                f"{folder}: prepared in cache format {version} "
+                f"({FORMATS.get(version, 'unknown')}); this cvos reads format {CACHE_VERSION} "
+                f"({FORMATS[CACHE_VERSION]}). Delete {folder.parent} and run "
+                "`python -m cvos.prepare` again"
+            )
+        return PreparedMeta.from_dict(data)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise DataError(
+            f"{meta_path}: not a cvos prepared-sequence meta file ({err}); delete {folder}"
+        ) from err
+
+
+def read_prepared(folder: Path) -> PreparedMeta | None:
+    """The meta of a whole prepared folder, or None when the folder is missing or incomplete."""
+    meta = _read_meta(folder)
+    if meta is None:
+        return None
+    video = folder / video_name(str(meta.settings.get("codec")))
+    return meta if video.is_file() and (folder / LABELS_FILE).is_file() else None
 
 
 def check_meta(
@@ -132,11 +219,6 @@ def check_meta(
 ) -> None:
     """Raise DataError when a prepared sequence does not match the settings or the dataset."""
     wanted = asdict(settings)
-    if meta.version != CACHE_VERSION:
-        raise DataError(
-            f"{meta_path}: cache format {meta.version}, expected {CACHE_VERSION}; "
-            f"delete {meta_path.parent}"
-        )
     if meta.settings != wanted:
         differ = ", ".join(
             f"{k} {meta.settings.get(k)!r} != {v!r}"
@@ -165,30 +247,6 @@ def check_meta(
         )
 
 
-def _is_complete(folder: Path, meta: PreparedMeta) -> bool:
-    """The video and labels that meta.json promises are there (reads only the .npy header)."""
-    try:
-        labels = np.load(folder / LABELS_FILE, mmap_mode="r")
-    except (OSError, ValueError):
-        return False
-    video = folder / video_name(str(meta.settings.get("codec")))
-    return labels.shape == (meta.num_frames, meta.height, meta.width) and video.is_file()
-
-
-def read_prepared(folder: Path) -> PreparedMeta | None:
-    """The meta of a whole prepared folder, or None when the folder is missing or incomplete."""
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = PreparedMeta.from_json(meta_path.read_text())
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(
-            f"{meta_path}: not a cvos prepared-sequence meta file ({err}); delete {folder}"
-        ) from err
-    return meta if _is_complete(folder, meta) else None
-
-
 def open_prepared(folder: Path, sequence: Sequence, settings: EncodeSettings) -> PreparedSequence:
     """A verified prepared sequence; DataError if it is missing, partial or does not match."""
     meta = read_prepared(folder)
@@ -197,9 +255,7 @@ def open_prepared(folder: Path, sequence: Sequence, settings: EncodeSettings) ->
             f"sequence {sequence.name!r} is not prepared in {folder}; run `python -m cvos.prepare`"
         )
     check_meta(meta, folder / META_FILE, sequence, settings)
-    prepared = PreparedSequence(folder, meta, settings)
-    prepared.representations()  # mapped here, so forked loader workers share the mapping
-    return prepared
+    return PreparedSequence(folder, meta, settings)
 
 
 def _object_stats(labels: np.ndarray) -> list[ObjectStats]:
@@ -214,80 +270,123 @@ def _object_stats(labels: np.ndarray) -> list[ObjectStats]:
     return stats
 
 
+def _picture_types(video_path: Path, frames: int, sequence: Sequence) -> str:
+    """ "I"/"P" per frame from the video's packet index, checking it holds every frame."""
+    try:
+        with CompressedVideo(video_path) as video:
+            starts, count = set(video.gop_starts), len(video)
+    except CodecError as err:
+        raise DataError(f"sequence {sequence.name!r}: {err}") from err
+    if count != frames:
+        raise DataError(
+            f"sequence {sequence.name!r}: {sequence.frames_dir} has {frames} frames, "
+            f"but the prepared video {video_path} holds {count}"
+        )
+    return "".join("I" if index in starts else "P" for index in range(count))
+
+
 def prepare_sequence(
-    sequence: Sequence, folder: Path, settings: EncodeSettings, dataset: str
+    sequence: Sequence, folder: Path, settings: EncodeSettings, dataset: str, arrays: bool
 ) -> None:
-    """Encode one sequence and cache its representations in `folder`, atomically."""
+    """Encode one sequence and store its labels (and arrays if asked) in `folder`, atomically."""
     frames = read_frames(sequence)
     height, width = frames[0].shape[:2]
     labels = read_label_maps(sequence, height, width)
-    partial = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir(parents=True)
+    annotated = sequence.annotated_indices()
     try:
-        encoded = encode_video(frames, partial / video_name(settings.codec), settings)
-        representations = RepresentationCache(partial / REPRESENTATIONS_DIR).get_or_extract(
-            encoded.path
-        )
-        if len(representations) != len(frames):
-            raise DataError(
-                f"sequence {sequence.name!r}: {sequence.frames_dir} has {len(frames)} frames, "
-                f"but the prepared video {encoded.path} decodes to {len(representations)}"
+        with atomic_path(folder) as partial:
+            partial.mkdir()
+            encoded = encode_video(frames, partial / video_name(settings.codec), settings)
+            picture_types = _picture_types(encoded.path, len(frames), sequence)
+            if arrays:
+                RepresentationCache(partial / REPRESENTATIONS_DIR).get_or_extract(encoded.path)
+            np.savez_compressed(partial / LABELS_FILE, **{str(i): labels[i] for i in annotated})
+            meta = PreparedMeta(
+                version=CACHE_VERSION,
+                dataset=dataset,
+                sequence=sequence.name,
+                settings=asdict(settings),
+                frame_names=sequence.frame_names,
+                height=height,
+                width=width,
+                picture_types=picture_types,
+                objects={i: _object_stats(labels[i]) for i in annotated},
             )
-        np.save(partial / LABELS_FILE, labels)
-        meta = PreparedMeta(
-            version=CACHE_VERSION,
-            dataset=dataset,
-            sequence=sequence.name,
-            settings=asdict(settings),
-            frame_names=sequence.frame_names,
-            height=height,
-            width=width,
-            picture_types="".join(representations.picture_types.tolist()),
-            objects={i: _object_stats(labels[i]) for i in sequence.annotated_indices()},
-        )
-        (partial / META_FILE).write_text(meta.to_json())
-        os.replace(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+            write_text(partial / META_FILE, meta.to_json())
+    except OSError:
+        if read_prepared(folder) is None:  # another process finishing it first is fine
+            raise
 
 
 def _remove_partials(folder: Path) -> None:
     """Delete the temporary folders an interrupted run left for this sequence."""
-    for stale in folder.parent.glob(f".{folder.name}.partial-*"):
+    for stale in folder.parent.glob(f".{folder.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _unfinished(
-    sequences: list[Sequence], folder: Path, settings: EncodeSettings
-) -> list[Sequence]:
-    """The sequences still to prepare; finished ones are verified (DataError on a mismatch)."""
+def unfinished(sequences: list[Sequence], folder: Path, settings: EncodeSettings) -> list[Sequence]:
+    """The sequences not prepared yet (reads only); finished ones are verified (DataError on a
+    mismatch or a folder of another cache format)."""
     todo = []
     for sequence in sequences:
-        target = folder / sequence.name
-        _remove_partials(target)
-        meta = read_prepared(target)
-        if meta is not None:
-            check_meta(meta, target / META_FILE, sequence, settings)
-            continue
-        if target.exists():
-            log.info("redoing partially prepared %s", target)
-            shutil.rmtree(target)
-        todo.append(sequence)
+        meta = read_prepared(folder / sequence.name)
+        if meta is None:
+            todo.append(sequence)
+        else:
+            check_meta(meta, folder / sequence.name / META_FILE, sequence, settings)
     return todo
 
 
+@dataclass(frozen=True)
+class PrepareReport:
+    """What one `prepare_sequences` call found and did."""
+
+    folder: Path
+    sequences: int  # asked for
+    frames: int  # of the sequences asked for
+    prepared: int  # sequences prepared by this call (the others were already there)
+    prepared_frames: int
+    bytes_written: int
+    seconds: float
+
+    def summary(self) -> str:
+        """One line: counts, the size written (GB and a frame) and the time (per 1,000 frames)."""
+        line = (
+            f"{self.sequences} sequences ({self.frames:,} frames) prepared in {self.folder}; "
+            f"{self.prepared} now"
+        )
+        if not self.prepared_frames:
+            return line
+        per_frame = self.bytes_written / self.prepared_frames
+        per_thousand = self.seconds / self.prepared_frames * 1000
+        return (
+            f"{line}: {self.bytes_written / 1e9:.3f} GB written ({per_frame / 1e3:.1f} KB a "
+            f"frame) in {self.seconds:.1f} s ({per_thousand:.1f} s per 1,000 frames)"
+        )
+
+
 def _prepare_each(
-    todo: list[Sequence], folder: Path, settings: EncodeSettings, dataset: str, workers: int
-) -> Iterator[None]:
-    """Prepare the sequences, in `workers` processes when it helps; yields as each one ends."""
+    todo: list[Sequence],
+    folder: Path,
+    settings: EncodeSettings,
+    dataset: str,
+    arrays: bool,
+    workers: int,
+) -> Iterator[Sequence]:
+    """Prepare the sequences, in `workers` processes when it helps; yields each one as it ends."""
     if workers <= 1 or len(todo) <= 1:
         for sequence in todo:
-            yield prepare_sequence(sequence, folder / sequence.name, settings, dataset)
+            prepare_sequence(sequence, folder / sequence.name, settings, dataset, arrays)
+            yield sequence
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-        jobs = [pool.submit(prepare_sequence, s, folder / s.name, settings, dataset) for s in todo]
+        jobs = {
+            pool.submit(prepare_sequence, s, folder / s.name, settings, dataset, arrays): s
+            for s in todo
+        }
         for job in as_completed(jobs):
-            yield job.result()
+            job.result()
+            yield jobs[job]
 
 
 def prepare_sequences(
@@ -296,14 +395,24 @@ def prepare_sequences(
     settings: EncodeSettings,
     dataset: str,
     *,
+    arrays: bool = False,
     workers: int = 1,
     progress: bool = True,
-) -> int:
-    """Prepare every sequence into `folder/<name>/`, skipping verified ones; returns how many ran.
+) -> PrepareReport:
+    """Prepare every sequence into `folder/<name>/`, skipping verified ones.
 
-    A rerun after an interruption redoes only the sequences that were not finished.
+    Resumable and idempotent: a rerun after an interruption redoes only the sequences that were
+    not finished (their temporary folders are deleted first). With `arrays`, sequences prepared
+    earlier without them get their arrays extracted now.
     """
-    todo = _unfinished(sequences, folder, settings)
+    start = time.perf_counter()
+    todo = unfinished(sequences, folder, settings)
+    for sequence in sequences:
+        _remove_partials(folder / sequence.name)
+    for sequence in todo:
+        if (folder / sequence.name).exists():  # a folder without its meta: not ours to trust
+            log.info("redoing the incomplete %s", folder / sequence.name)
+            shutil.rmtree(folder / sequence.name)
     bar = tqdm(
         total=len(sequences),
         initial=len(sequences) - len(todo),
@@ -311,7 +420,22 @@ def prepare_sequences(
         unit="seq",
         disable=not (progress and todo),
     )
+    written = 0
     with bar:
-        for _ in _prepare_each(todo, folder, settings, dataset, workers):
+        for sequence in _prepare_each(todo, folder, settings, dataset, arrays, workers):
+            written += folder_bytes(folder / sequence.name)
             bar.update()
-    return len(todo)
+    if arrays:
+        done = {s.name for s in todo}
+        for sequence in sequences:
+            if sequence.name not in done:
+                open_prepared(folder / sequence.name, sequence, settings).representations()
+    return PrepareReport(
+        folder=folder,
+        sequences=len(sequences),
+        frames=sum(len(s.frame_names) for s in sequences),
+        prepared=len(todo),
+        prepared_frames=sum(len(s.frame_names) for s in todo),
+        bytes_written=written,
+        seconds=time.perf_counter() - start,
+    )

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler, default_collate
+from torch.utils.data import Dataset, default_collate
 
 from cvos.data.prepared import PreparedSequence
-from cvos.data.sources import FrameSource
+from cvos.data.sampling import Candidate, SampleKey, find_candidates
+from cvos.data.sources import FrameStore
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
-
-MIN_REFERENCE_BOX_AREA = 40  # px^2: smaller objects give too few features to match against
-
 
 IMAGES = ("ref_image", "key_image", "target_image")  # in [0, 1]; packed as uint8 x 255
 PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third of the bytes
@@ -112,92 +110,29 @@ class TrainAugment:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One (target frame, object) pair of a sequence and the frames its sample reads."""
+class Picture:
+    """A decoded image alone: all that `frame_inputs(picture, affine, ("image",))` reads."""
 
-    sequence: int  # index into the dataset's sequences
-    target: int
-    key: int  # the target's GOP's I-frame
-    previous: int  # the annotated frame before the target (the target itself at the start)
-    object_id: int
-    # annotated frames where the object is large enough to be the reference
-    references: tuple[int, ...] = field(repr=False)
-
-
-def find_candidates(prepared: PreparedSequence, sequence_index: int) -> list[Candidate]:
-    """Every annotated target whose I-frame is annotated too, for each object seen just before it.
-
-    Where not every frame is annotated (YouTube-VOS), "previous" is the last annotated frame
-    and GOPs whose I-frame has no mask give no samples.
-    """
-    meta = prepared.meta
-    annotated = sorted(meta.objects)
-    references: dict[int, list[int]] = {}
-    for frame in annotated:
-        for obj in meta.objects[frame]:
-            if obj.box_area > MIN_REFERENCE_BOX_AREA:
-                references.setdefault(obj.object_id, []).append(frame)
-    candidates = []
-    for position, target in enumerate(annotated):
-        key = meta.key_index(target)
-        if key not in meta.objects:
-            continue
-        previous = annotated[position - 1] if position > 0 else target
-        for obj in meta.objects[previous]:
-            if obj.area > 0 and obj.object_id in references:
-                refs = tuple(references[obj.object_id])
-                candidates.append(
-                    Candidate(sequence_index, target, key, previous, obj.object_id, refs)
-                )
-    return candidates
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Draws `(candidate index, augmentation seed)` pairs as a function of (seed, epoch) alone.
-
-    Nothing depends on process-global random state, so a run resumed from a checkpoint (Lightning
-    calls `set_epoch`) sees exactly the samples the uninterrupted run saw, whatever the workers.
-    """
-
-    def __init__(self, num_candidates: int, num_samples: int | None, seed: int) -> None:
-        self.num_candidates = num_candidates
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_candidates if self.num_samples is None else self.num_samples
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        if self.num_samples is None:
-            indices = rng.permutation(self.num_candidates)  # every candidate once
-        else:
-            indices = rng.integers(0, self.num_candidates, self.num_samples)  # with replacement
-        seeds = rng.integers(0, 2**62, len(indices))
-        yield from zip(indices.tolist(), seeds.tolist(), strict=True)
+    bgr: np.ndarray  # H x W x 3 uint8
 
 
 class TrainDataset(Dataset):
-    """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per candidate.
+    """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per `SampleKey`.
 
-    An item is `(candidate index, seed)` from `EpochSampler`: the seed drives every random
-    augmentation of that sample, so samples are reproducible and epochs differ.
+    The key names the candidate, its reference frame and the seed that drives every random
+    augmentation of the sample, so a sample is the same whichever process builds it, whenever.
     """
 
     def __init__(
         self,
         sequences: list[PreparedSequence],
-        sources: list[FrameSource],
+        frames: FrameStore,
         input_size: tuple[int, int] | None,
         crop_size: tuple[int, int] | None,
         augment: TrainAugment,
     ) -> None:
         self.sequences = sequences
-        self.sources = sources
+        self.frames = frames
         self.input_size = input_size  # None: each sequence's own frame size
         self.crop_size = crop_size  # None: the whole input
         self.augment = augment
@@ -206,14 +141,14 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.candidates)
 
-    def __getitem__(self, key: tuple[int, int]) -> TrainBatch:
-        index, seed = key
+    def __getitem__(self, key: SampleKey) -> TrainBatch:
+        index, reference, seed = key
         with _one_thread():
-            return self._sample(self.candidates[index], np.random.default_rng(seed))
+            return self._sample(self.candidates[index], reference, np.random.default_rng(seed))
 
-    def _sample(self, candidate: Candidate, rng: np.random.Generator) -> TrainBatch:
+    def _sample(self, candidate: Candidate, reference: int, rng: np.random.Generator) -> TrainBatch:
         key_image, target, masks = self._clip(candidate, rng)
-        ref_image, ref_mask = self._reference(candidate, rng)
+        ref_image, ref_mask = self._reference(candidate, reference, rng)
         return TrainBatch(
             ref_image=ref_image,
             ref_mask=ref_mask,
@@ -240,23 +175,24 @@ class TrainDataset(Dataset):
     ) -> tuple[Tensor, NetInputs, Tensor]:
         """The I-frame's image, the target's inputs and the [key, target, previous] masks
         (3 x h x w), all through one random map."""
-        labels = self.sequences[candidate.sequence].labels  # T x H x W
-        source = self.sources[candidate.sequence]
+        sequence = self.sequences[candidate.sequence]
         affine = self.affine(candidate, self.augment.clip, rng)
-        key = frame_inputs(source.frame(candidate.key), affine, ("image",))
-        target = frame_inputs(source.frame(candidate.target), affine)
+        target = frame_inputs(self.frames.frame(candidate.sequence, candidate.target), affine)
+        key_image = self.frames.image(candidate.sequence, candidate.key)  # after its target
+        key = frame_inputs(Picture(key_image), affine, ("image",))  # type: ignore[arg-type]
         frames = (candidate.key, candidate.target, candidate.previous)
-        masks = transform_masks([_binary(labels[t], candidate.object_id) for t in frames], affine)
-        return key.image, target, masks
+        masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
+        return key.image, target, transform_masks(masks, affine)
 
-    def _reference(self, candidate: Candidate, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-        """A random reference frame of the object and its mask, through its own random map."""
-        labels = self.sequences[candidate.sequence].labels
-        reference = int(rng.choice(candidate.references))
+    def _reference(
+        self, candidate: Candidate, reference: int, rng: np.random.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """The reference frame of the object and its mask, through its own random map."""
+        labels = self.sequences[candidate.sequence].label(reference)
         affine = self.affine(candidate, self.augment.reference, rng)
-        frame = self.sources[candidate.sequence].frame(reference)
-        mask = transform_masks([_binary(labels[reference], candidate.object_id)], affine)
-        return frame_inputs(frame, affine, ("image",)).image, mask
+        image = self.frames.image(candidate.sequence, reference)
+        mask = transform_masks([_binary(labels, candidate.object_id)], affine)
+        return frame_inputs(Picture(image), affine, ("image",)).image, mask  # type: ignore[arg-type]
 
     def _prior(self, prev_mask: Tensor, rng: np.random.Generator) -> Tensor:
         """1 x h x w prior of the previous mask, after a random erosion or dilation and jitter."""

@@ -1,49 +1,166 @@
-"""Where a training sample's decoded frames come from: the prepared arrays, or the video itself.
+"""Where a training sample's frames come from: the prepared video itself, or stored arrays.
 
-Both give the codec's own `CompressedFrame`, cropped to the frame size: the cache slices its
-memory maps, decoding on the fly re-decodes the frame's GOP up to it.
+Both give the same bytes (`tests/test_data_sources.py`): the codec's own `CompressedFrame`
+of a target and the BGR image of an I-frame or a reference, cropped to the frame size.
+
+`VideoFrames` decodes GOP by GOP with the single-pass reader, seeking to each GOP's I-frame.
+It keeps a few GOPs open per process and moves through each one forward only, so a run of
+samples from the same GOPs in ascending target order (what `cvos.data.sampling` plans for
+each loader worker) decodes every frame once; any other order is still right, only slower.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import os
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import numpy as np
 
 from cvos.codec import CompressedFrame, CompressedVideo, PictureType
 from cvos.data.prepared import PreparedSequence
 
-FIELDS = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
 
+class FrameStore(Protocol):
+    """Frames of the training sequences, by sequence number and frame index."""
 
-class FrameSource(Protocol):
-    def frame(self, index: int) -> CompressedFrame: ...
+    def frame(self, sequence: int, index: int) -> CompressedFrame:
+        """Every representation of one frame (a sample's target)."""
+        ...
+
+    def image(self, sequence: int, index: int) -> np.ndarray:
+        """H x W x 3 uint8 BGR image of one frame (an I-frame or a reference)."""
+        ...
 
 
 def stored_frame(prepared: PreparedSequence, index: int) -> CompressedFrame:
     """Frame `index` of a prepared sequence from its stored arrays (memory-mapped views)."""
     meta = prepared.meta
     position = (index, meta.gop_index(index), index - meta.key_index(index))
-    arrays = (prepared.array(name)[index] for name in FIELDS)
-    return CompressedFrame.from_arrays(*position, PictureType(meta.picture_types[index]), *arrays)
+    arrays = (prepared.array(name)[index] for name in ("bgr", "mv", "mv_acc", "residual"))
+    residual_acc = prepared.array("residual_acc")[index]
+    kind = PictureType(meta.picture_types[index])
+    return CompressedFrame.from_arrays(*position, kind, *arrays, residual_acc)
 
 
-class CachedFrames:
-    """Frames from the prepared arrays: slicing memory maps, no decoding."""
+class ArrayFrames:
+    """Frames from the stored arrays (`frames="arrays"`): slicing memory maps, no decoding."""
 
-    def __init__(self, prepared: PreparedSequence) -> None:
-        self.prepared = prepared
+    def __init__(self, sequences: list[PreparedSequence]) -> None:
+        self.sequences = sequences
 
-    def frame(self, index: int) -> CompressedFrame:
-        return stored_frame(self.prepared, index)
+    def frame(self, sequence: int, index: int) -> CompressedFrame:
+        return stored_frame(self.sequences[sequence], index)
+
+    def image(self, sequence: int, index: int) -> np.ndarray:
+        return self.sequences[sequence].array("bgr")[index]
 
 
-class DecodedFrames:
-    """Frames decoded from the prepared video on every request, from the start of their GOP."""
+class GopStream:
+    """One GOP decoded forward on demand, keeping the image of every frame passed (a reference
+    or an I-frame asked for later costs no decoding) and, with `frames`, the current frame."""
 
-    def __init__(self, prepared: PreparedSequence) -> None:
-        self.prepared = prepared
+    def __init__(self, video: CompressedVideo, gop_index: int, size: tuple[int, int], frames: bool):
+        self.first = video.gop_starts[gop_index]  # frame index of the I-frame
+        self.size = size  # (height, width) of the sequence: frames are cropped to it
+        self._frames = video.gop_frames(gop_index) if frames else None
+        self._images = None if frames else video.gop_images(gop_index)
+        self.current: CompressedFrame | None = None
+        self.images: list[np.ndarray] = []  # H x W x 3 BGR of each frame decoded so far
 
-    def frame(self, index: int) -> CompressedFrame:
-        meta = self.prepared.meta
-        with CompressedVideo(self.prepared.video_path) as video:
-            frame = video.frame(meta.gop_index(index), index - meta.key_index(index))
-        return frame.cropped(meta.height, meta.width)
+    def _advance_to(self, position: int) -> None:
+        height, width = self.size
+        while len(self.images) <= position:
+            if self._frames is not None:
+                self.current = next(self._frames).cropped(height, width)
+                self.images.append(self.current.bgr)
+            else:
+                self.images.append(next(self._images)[:height, :width])
+
+    def passed(self, position: int) -> bool:
+        """Whether the current frame is past `position` (its frame needs a new stream)."""
+        return position < len(self.images) - 1
+
+    def frame(self, position: int) -> CompressedFrame:
+        self._advance_to(position)
+        assert self.current is not None and self.current.gop_position == position
+        return self.current
+
+    def image(self, position: int) -> np.ndarray:
+        self._advance_to(position)
+        return self.images[position]
+
+    def close(self) -> None:
+        """Stop decoding (the iterators are generators that hold the file open)."""
+        for iterator in (self._frames, self._images):
+            if iterator is not None:
+                iterator.close()
+
+
+class VideoFrames:
+    """Frames decoded from the prepared videos (`frames="video"`), up to `open_gops` GOPs open.
+
+    Targets and images come from separate streams (keyed by role), so a reference further into
+    a target's GOP never pushes that GOP's stream past the next target, and a reference GOP is
+    only decoded, not traced for motion (`CompressedVideo.gop_images`).
+    """
+
+    def __init__(self, sequences: list[PreparedSequence], open_gops: int) -> None:
+        self.sequences = sequences
+        self.open_gops = open_gops
+        self._reset()
+
+    def _reset(self) -> None:
+        self._process = os.getpid()
+        self._videos: dict[int, CompressedVideo] = {}
+        self._streams: OrderedDict[tuple[int, int, str], GopStream] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"sequences": self.sequences, "open_gops": self.open_gops}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def frame(self, sequence: int, index: int) -> CompressedFrame:
+        meta = self.sequences[sequence].meta
+        return self._stream(sequence, index, "frames").frame(index - meta.key_index(index))
+
+    def image(self, sequence: int, index: int) -> np.ndarray:
+        meta = self.sequences[sequence].meta
+        position = index - meta.key_index(index)
+        target = self._open().get((sequence, meta.gop_index(index), "frames"))
+        if target is not None and position < len(target.images):  # e.g. a target's I-frame
+            return target.images[position]
+        return self._stream(sequence, index, "images").image(position)
+
+    def _open(self) -> OrderedDict[tuple[int, int, str], GopStream]:
+        """This process's open streams (a forked worker starts with none of its parent's)."""
+        if self._process != os.getpid():
+            self._reset()
+        return self._streams
+
+    def _stream(self, sequence: int, index: int, role: str) -> GopStream:
+        """The open stream of `index`'s GOP for `role`, restarted if it has passed `index`."""
+        streams = self._open()
+        meta = self.sequences[sequence].meta
+        key = (sequence, meta.gop_index(index), role)
+        stream = streams.get(key)
+        if stream is not None and not (role == "frames" and stream.passed(index - stream.first)):
+            streams.move_to_end(key)
+            return stream
+        if stream is not None:
+            stream.close()
+        size = (meta.height, meta.width)
+        stream = GopStream(self._video(sequence), key[1], size, frames=role == "frames")
+        streams[key] = stream
+        streams.move_to_end(key)
+        while len(streams) > self.open_gops:
+            streams.popitem(last=False)[1].close()
+        return stream
+
+    def _video(self, sequence: int) -> CompressedVideo:
+        """The sequence's video, its packets indexed once per process."""
+        if sequence not in self._videos:
+            self._videos[sequence] = CompressedVideo(self.sequences[sequence].video_path)
+        return self._videos[sequence]

@@ -58,7 +58,7 @@ def sample_affine(
 
 def transform_masks(masks: list[np.ndarray], affine: Affine) -> Tensor:
     """H x W {0, 1} masks -> K x h x w float32 {0, 1}, nearest pixel (0 outside the frame)."""
-    return sample_nearest([np.stack(masks, axis=-1)], affine)
+    return sample_nearest([mask[..., None] for mask in masks], affine)
 
 
 def dilate_or_erode(mask: np.ndarray, kernel: int) -> np.ndarray:

@@ -50,17 +50,11 @@ def frame_inputs(frame: CodedFrame, affine: Affine, fields: Collection[str] = FI
         inputs.image = sample_bilinear([rgb], affine).div_(255.0).clamp_(0.0, 1.0)
     nearest = [name for name in ("mv", "mv_acc", "residual_acc") if name in fields]
     if nearest:
-        arrays = [_channels_of(frame, name) for name in nearest]
+        arrays = [getattr(frame, name) for name in nearest]
         sampled = sample_nearest(arrays, affine).split([a.shape[2] for a in arrays])
         for name, tensor in zip(nearest, sampled, strict=True):
-            if name == "residual_acc":
-                setattr(inputs, name, tensor / RESIDUAL_SCALE)
+            if name == "residual_acc":  # the codec's BGR order -> RGB, like the image
+                setattr(inputs, name, tensor.flip(0) / RESIDUAL_SCALE)
             else:
                 setattr(inputs, name, map_vectors(tensor, affine))
     return inputs
-
-
-def _channels_of(frame: CodedFrame, name: str) -> np.ndarray:
-    """The H x W x C array of one field; residuals turned from the codec's BGR to RGB."""
-    array = getattr(frame, name)
-    return array[..., ::-1] if name == "residual_acc" else array
