@@ -24,6 +24,7 @@ from cvos.evaluation import (
     with_overrides,
     write_reports,
 )
+from cvos.inference import prepare_network
 
 SETTINGS = ("codec", "gop_size", "quality")
 
@@ -37,13 +38,17 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     config, overridden = with_overrides(config, **requested, input_size=cfg.input_size)
     data = instantiate(cfg.data, **{name: getattr(config, name) for name in SETTINGS})
     sequences = [replace(s, decode=cfg.decode) for s in data.eval_sequences(cfg.split)]
-    net = None if net is None else net.to(cfg.device)
+    if net is not None:
+        net = prepare_network(
+            net, device=cfg.device, channels_last=cfg.channels_last, compile=cfg.compile
+        )
     loggers = build_loggers(cfg, run_dir, in_sweep=False, job_type="evaluate")
     status = "failed"
     try:
         result = evaluate_split(
             net, config, sequences, run_dir,
-            device=cfg.device, overlay_sequences=cfg.overlay_sequences,
+            device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last,
+            overlay_sequences=cfg.overlay_sequences,
         )  # fmt: skip
         record = {**run_record(config, cfg.ckpt, overridden), "data": data.name, "split": cfg.split}
         metrics = write_reports(result, run_dir, record)

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from cvos.errors import DataError
 from cvos.files import atomic_path
 
+PNG_LEVEL = 1  # zlib level: 5x faster than the default 6 for masks ~1.5x larger (a few KB)
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 _COLOUR_MODES = {"RGB", "RGBA"}
 
@@ -41,7 +42,7 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(PALETTE.ravel().tolist())
     with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
+        image.save(temporary, format="PNG", compress_level=PNG_LEVEL)
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:

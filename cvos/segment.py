@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from cvos.cli import job_context, run_job
 from cvos.evaluation import load_network, run_record, segment_video, with_overrides
+from cvos.inference import prepare_network
 
 
 def segment(cfg: DictConfig, run_dir: Path) -> dict:
@@ -24,10 +25,14 @@ def segment(cfg: DictConfig, run_dir: Path) -> dict:
         config, codec=cfg.codec, gop_size=cfg.gop_size, quality=cfg.quality,
         input_size=cfg.input_size,
     )  # fmt: skip
-    net = None if net is None else net.to(cfg.device)
+    if net is not None:
+        net = prepare_network(
+            net, device=cfg.device, channels_last=cfg.channels_last, compile=cfg.compile
+        )
     return segment_video(
         Path(cfg.video), Path(cfg.mask), run_dir, net, config,
-        run_record(config, cfg.ckpt, overridden), device=cfg.device, fps=cfg.fps,
+        run_record(config, cfg.ckpt, overridden), device=cfg.device, precision=cfg.precision,
+        channels_last=cfg.channels_last, fps=cfg.fps,
     )  # fmt: skip
 
 

@@ -99,6 +99,29 @@ def untrained(path: Path, variant: str = "warp", **settings) -> Path:
     return save_net(build_net(config), config, path)
 
 
+SPEED_KEYS = (
+    "decode_ms_per_frame", "inputs_ms_per_frame", "network_ms_per_iframe",
+    "network_ms_per_pframe", "post_ms_per_frame", "cpu_ms_per_frame", "write_ms_per_frame",
+    "score_ms_per_frame",
+)  # fmt: skip
+
+
+def test_evaluate_reports_where_each_frames_time_goes(
+    tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = untrained(tmp_path / "warp.pt")
+    metrics = evaluate_with(
+        tmp_path / "run", cache, f"ckpt={checkpoint}", "precision=bf16", "channels_last=true"
+    )
+    assert all(metrics[key] >= 0 for key in SPEED_KEYS) and metrics["frames"] == 24
+    assert metrics["network_ms_per_iframe"] > 0 and metrics["network_ms_per_pframe"] > 0
+    assert metrics["inputs_ms_per_frame"] > 0 and metrics["cpu_ms_per_frame"] > 0
+    out = capsys.readouterr().out
+    assert "per frame: decode" in out and "off the hot path: writing masks" in out
+    plain = evaluate_with(tmp_path / "mask_warp", cache, "model=mask_warp")
+    assert plain["network_ms_per_pframe"] == plain["inputs_ms_per_frame"] == 0.0  # no network
+
+
 def test_a_checkpoint_of_another_variant_or_not_a_checkpoint_is_refused(
     tmp_path: Path, cache: Path
 ) -> None:

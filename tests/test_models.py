@@ -26,6 +26,9 @@ from cvos.models import (
     warp,
     warp_mask,
 )
+from cvos.models.cvosnet import fold_batch_norms
+from cvos.models.matching import build_reference, match, match_shared, shared_banks
+from cvos.models.propagation import MOTION_SCALE
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SIZE = 64  # test images are SIZE x SIZE unless said otherwise
@@ -401,3 +404,99 @@ def test_soft_aggregate_sums_to_one_and_keeps_the_ranking() -> None:
     assert probs.argmax(dim=1).flatten().tolist() == [1, 2, 0]
     one = soft_aggregate(torch.full((1, 1, 2, 2), 0.5))
     torch.testing.assert_close(one, torch.full((1, 2, 2, 2), 0.5))
+
+
+# ---------------------------------------------------------------- inference paths
+
+
+def overlapping_masks() -> Tensor:
+    """1 x 4 x SIZE x SIZE: two objects that touch one cell, one inside another, one absent."""
+    masks = torch.zeros(1, 4, SIZE, SIZE)
+    masks[0, 0, :20, :20] = 1
+    masks[0, 1, 18:40, 18:40] = 1  # shares the cell (2, 2) with object 0 after max-pooling
+    masks[0, 2, 30:34, 30:34] = 1  # inside object 1
+    return masks  # object 3 has no pixel: an empty foreground bank
+
+
+@pytest.mark.parametrize("k", [1, 3, 20])
+def test_shared_banks_score_like_per_object_banks(k: int) -> None:
+    net = tiny_net(topk=k).eval()
+    masks = overlapping_masks()
+    with torch.inference_mode():
+        ref_feats = net.encode(torch.rand(1, 3, SIZE, SIZE))
+        target = net.encode(torch.rand(1, 3, SIZE, SIZE))
+        banks = shared_banks(ref_feats, masks)
+        expected = match(target, build_reference(ref_feats, masks), k)  # 1 x 4 x 2 x 8 x 8
+        torch.testing.assert_close(match_shared(target, banks, k), expected)
+        per_object = torch.randn(4, 32, 8, 8)  # SAM: every object its own features
+        alone = [match(f[None], build_reference(ref_feats, masks), k)[0, o] for o, f in
+                 enumerate(per_object)]  # fmt: skip
+        torch.testing.assert_close(match_shared(per_object, banks, k)[:, 0], torch.stack(alone))
+    assert banks.keys.shape == (32, 64)  # every reference cell stored once, not once per object
+    # groups: background, {0}, {0, 1} (the shared cell), {1}, {1, 2}; object 3 owns none
+    assert sorted(banks.member) == [[False] * 4, *sorted(
+        [[True, False, False, False], [True, True, False, False], [False, True, False, False],
+         [False, True, True, False]])]  # fmt: skip
+
+
+def test_decode_shared_equals_decode_at_the_feature_grid() -> None:
+    net = tiny_net().eval()
+    masks = overlapping_masks()
+    with torch.inference_mode():
+        feats = net.encode(torch.rand(1, 3, SIZE, SIZE))
+        full = net.decode(feats, net.reference(feats, masks[:, :2]), (SIZE, SIZE))
+        coarse = net.decode_coarse(feats, net.reference(feats, masks[:, :2]))
+        torch.testing.assert_close(
+            F.interpolate(coarse[0], size=(SIZE, SIZE), mode="bilinear"), full[0]
+        )
+        banks = [net.shared_banks(feats, masks[:, :1]), net.shared_banks(feats, masks[:, 1:2])]
+        torch.testing.assert_close(net.decode_shared(feats, banks), coarse[0])
+
+
+def test_attention_for_several_objects_equals_attention_for_each() -> None:
+    """One frame's features and motion with O priors: the same as each object on its own."""
+    net = tiny_net().eval()
+    feats = torch.randn(1, 32, 8, 8)
+    mv = torch.randint(-6, 7, (1, 2, SIZE, SIZE)).float()
+    priors = torch.rand(3, 1, SIZE, SIZE)
+    residual = torch.rand(1, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        together = net.propagate(feats, mv, residual, mv, priors)
+        assert together.feats.shape == (3, 32, 8, 8)
+        assert together.attention_logits.shape == (3, 2, SIZE, SIZE)
+        for o in range(3):
+            alone = net.propagate(feats, mv, residual, mv, priors[o : o + 1])
+            torch.testing.assert_close(together.feats[o : o + 1], alone.feats)
+            inputs = torch.cat((mv / MOTION_SCALE, priors[o : o + 1]), dim=1)  # the paper's input
+            logits = net.sam.head(net.sam.encoder(inputs))
+            torch.testing.assert_close(alone.attention_coarse, logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(  # tiny: Sequential(conv, bn); resnet18: torchvision's convN / bnN
+    "name", ["tiny", pytest.param("resnet18", marks=pytest.mark.slow)]
+)
+def test_folding_batch_norms_keeps_every_stage(name: str) -> None:
+    net = CVOSNet(build_encoder(name), embed_dim=32).train()
+    with torch.no_grad():  # give every batch norm statistics far from the identity
+        for _ in range(3):
+            key = net.encode(torch.rand(2, 3, 32, 48) * 3)
+            mv = torch.randint(-4, 5, (2, 2, 32, 48)).float()
+            net.propagate(key, mv, torch.rand(2, 3, 32, 48), mv, torch.rand(2, 1, 32, 48))
+    net.eval()
+    folded = fold_batch_norms(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.encoder.modules())  # a copy
+    image = torch.rand(1, 3, 32, 48)
+    mv, residual = torch.randint(-4, 5, (1, 2, 32, 48)).float(), torch.rand(1, 3, 32, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded.encode(image), net.encode(image), rtol=1e-4, atol=1e-4)
+        key = net.encode(image)
+        torch.testing.assert_close(
+            folded.carry(key, mv, residual), net.carry(key, mv, residual), rtol=1e-4, atol=1e-4
+        )
+        priors = torch.rand(2, 1, 32, 48)
+        torch.testing.assert_close(
+            folded.propagate(key, mv, residual, mv, priors).feats,
+            net.propagate(key, mv, residual, mv, priors).feats,
+            rtol=1e-4, atol=1e-4,
+        )  # fmt: skip

@@ -154,6 +154,35 @@ int subtract_warped(const uint8_t *restrict image, const uint8_t *restrict refer
     return status;
 }
 
+/*
+ * out[y, x] = labels[y - dy, x - dx], (dx, dy) = vectors[y, x]: a label map warped with
+ * whole-pixel motion, exactly (mask propagation needs no interpolation). `labels` and
+ * `out` are H x W uint8, C-contiguous; `vectors` is H x W x 2 int32 whose rows are
+ * `row_stride` int32 apart (a crop of the coded frame). Sources outside the frame take
+ * the nearest border pixel, as grid_sample's border padding.
+ */
+void warp_labels(const uint8_t *restrict labels, const int32_t *restrict vectors,
+                 int64_t row_stride, int64_t height, int64_t width, uint8_t *restrict out)
+{
+    for (int64_t y = 0; y < height; y++) {
+        const int32_t *row = vectors + y * row_stride;
+        uint8_t *target = out + y * width;
+        for (int64_t x = 0, end; x < width; x = end) {
+            end = run_end(row, x, width);
+            const int64_t dx = row[2 * x], sy = y - row[2 * x + 1];
+            const uint8_t *source = labels + (sy < 0 ? 0 : sy >= height ? height - 1 : sy) * width;
+            if (x - dx >= 0 && end - dx <= width) {
+                memcpy(target + x, source + x - dx, (size_t)(end - x));
+                continue;
+            }
+            for (int64_t i = x; i < end; i++) {
+                const int64_t sx = i - dx;
+                target[i] = source[sx < 0 ? 0 : sx >= width ? width - 1 : sx];
+            }
+        }
+    }
+}
+
 /* An empty module, so that the shared library is also a valid Python extension. */
 static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, .m_name = "_kernels", .m_size = -1};
 

@@ -33,6 +33,7 @@ RECORD_FIELDS = ("w", "h", "src_x", "src_y", "dst_x", "dst_y")
 
 _IMAGE = np.ctypeslib.ndpointer(np.uint8, ndim=3, flags="C_CONTIGUOUS")
 _FIELD = np.ctypeslib.ndpointer(np.int32, ndim=3, flags="C_CONTIGUOUS")
+_LABELS = np.ctypeslib.ndpointer(np.uint8, ndim=2, flags="C_CONTIGUOUS")
 _RECORDS = np.ctypeslib.ndpointer(np.int32, ndim=2, flags="C_CONTIGUOUS")
 _SIZE = ctypes.c_int64
 
@@ -73,6 +74,8 @@ def _kernels() -> ctypes.CDLL:
     library.accumulate_motion.restype = ctypes.c_int
     library.subtract_warped.argtypes = [_IMAGE, _IMAGE, _FIELD, _SIZE, _SIZE, _FIELD]
     library.subtract_warped.restype = ctypes.c_int
+    library.warp_labels.argtypes = [_LABELS, ctypes.c_void_p, _SIZE, _SIZE, _SIZE, _LABELS]
+    library.warp_labels.restype = None
     return library
 
 
@@ -104,6 +107,23 @@ def subtract_warped(image: np.ndarray, reference: np.ndarray, vectors: np.ndarra
     _check_shape("vectors", vectors, (height, width, 2))
     out = np.empty((height, width, 3), np.int32)
     _check_sources(_kernels().subtract_warped(image, reference, vectors, height, width, out))
+    return out
+
+
+def warp_labels(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """H x W uint8 `labels[p - vectors[p]]`: a label map moved by whole-pixel motion, exactly.
+
+    `vectors` (H x W x 2 int32) may be a crop of a larger field (its rows need not be
+    adjacent); sources outside the frame take the nearest border pixel.
+    """
+    height, width = labels.shape
+    _check_shape("vectors", vectors, (height, width, 2))
+    if vectors.dtype != np.int32 or vectors.strides[1:] != (8, 4) or vectors.strides[0] % 4:
+        raise ValueError("vectors: expected int32 with (dx, dy) pairs adjacent in each row")
+    labels = np.ascontiguousarray(labels, np.uint8)
+    out = np.empty_like(labels)
+    stride = vectors.strides[0] // 4
+    _kernels().warp_labels(labels, vectors.ctypes.data, stride, height, width, out)
     return out
 
 

@@ -9,6 +9,7 @@ truth is hidden, `submission.zip` takes the place of the scores.
 from __future__ import annotations
 
 import csv
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class SplitResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     overlays: list[Path] = field(default_factory=list)
     write_s: float = 0.0  # time the mask writer spent, in its own thread
+    score_s: float = 0.0  # time scoring took, after each sequence (not in the fps)
 
 
 def overlay_picks(sequence: EvalSequence) -> set[int]:
@@ -85,23 +87,28 @@ def evaluate_split(
     run_dir: Path,
     *,
     device: torch.device | str = "cpu",
+    precision: str = "float32",
+    channels_last: bool = False,
     overlay_sequences: int = 3,
 ) -> SplitResult:
     """Segment and score every sequence (those with full ground truth), writing their masks."""
     result = SplitResult()
+    options = {"device": device, "precision": precision, "channels_last": channels_last}
     with MaskWriter() as writer:
         for number, sequence in enumerate(tqdm(sequences, desc="evaluate", unit="seq")):
-            propagator = Propagator(net, config, device=device)
+            propagator = Propagator(net, config, **options)
             keep = overlay_picks(sequence) if number < overlay_sequences else set()
             masks_dir = run_dir / "masks" / sequence.name
             labels, timing, kept = segment_sequence(propagator, sequence, writer, masks_dir, keep)
             result.timing.merge(timing)
+            start = time.perf_counter()
             scores = None
             if sequence.gt_masks is not None:
                 scores = evaluate_sequence(
                     sequence.name, sequence.gt_masks, labels, sequence.object_ids
                 )
                 result.scores.append(scores)
+            result.score_s += time.perf_counter() - start
             result.rows.append(sequence_row(sequence.name, timing, scores))
             result.overlays.extend(save_overlays(run_dir, sequence, labels, kept))
     result.write_s = writer.seconds
@@ -117,21 +124,46 @@ def sequence_row(name: str, timing: StreamTiming, scores: SequenceScores | None)
     return row
 
 
-def speed(result: SplitResult) -> dict[str, float]:
-    """fps with decode included, milliseconds per I-frame, P-frame and decode, and writing."""
-    timing = result.timing
+def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[str, float]:
+    """fps with decode included, and where each frame's time went (milliseconds).
+
+    Decode is the time spent waiting for the reader's thread; inputs, network and post
+    (mask warping, upsampling, merging objects) split each step; writing (its own thread) and
+    scoring (after each sequence) are off the hot path and not in the fps. CPU time counts
+    every thread of the process while frames were decoded and segmented.
+    """
+    frames = max(timing.frames, 1)
 
     def mean_ms(values: list[float]) -> float:
         return 1000.0 * float(np.mean(values)) if values else float("nan")
 
-    frames = max(timing.frames, 1)
+    def per_frame(seconds: float) -> float:
+        return 1000.0 * seconds / frames
+
+    def per_iframe(seconds: float) -> float:
+        return 1000.0 * seconds / max(len(timing.iframe_s), 1)
+
+    def per_pframe(seconds: float) -> float:
+        return 1000.0 * seconds / max(len(timing.pframe_s), 1)
+
+    i_stages, p_stages = timing.iframe_stages, timing.pframe_stages
     return {
         "fps": timing.fps,
+        "frames": timing.frames,
         "ms_per_iframe": mean_ms(timing.iframe_s),
         "ms_per_pframe": mean_ms(timing.pframe_s),
-        "decode_ms_per_frame": 1000.0 * timing.decode_s / frames,
-        "write_ms_per_frame": 1000.0 * result.write_s / frames,
-        "frames": timing.frames,
+        "decode_ms_per_frame": per_frame(timing.decode_s),
+        "inputs_ms_per_frame": per_frame(i_stages.inputs + p_stages.inputs),
+        "network_ms_per_iframe": per_iframe(i_stages.network),
+        "network_ms_per_pframe": per_pframe(p_stages.network),
+        "encoder_ms_per_iframe": per_iframe(i_stages.features),
+        "propagation_ms_per_pframe": per_pframe(p_stages.features),
+        "matching_ms_per_frame": per_frame(i_stages.matching + p_stages.matching),
+        "post_ms_per_frame": per_frame(i_stages.post + p_stages.post),
+        "cpu_ms_per_frame": per_frame(timing.cpu_s),
+        "write_ms_per_frame": per_frame(write_s),
+        "score_ms_per_frame": per_frame(score_s),
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -145,7 +177,7 @@ def write_reports(result: SplitResult, run_dir: Path, record: dict[str, Any]) ->
         metrics["global"] = overall
     else:
         metrics["submission"] = str(write_submission(run_dir))
-    metrics.update(speed(result))
+    metrics.update(speed(result.timing, result.write_s, result.score_s))
     with atomic_path(run_dir / "sequences.csv") as temporary, temporary.open("w", newline="") as f:
         columns = ["sequence", "frames", *(COLUMNS if result.scores else []), "fps"]
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -170,16 +202,20 @@ def write_submission(run_dir: Path) -> Path:
 
 
 def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
-    """One line: scores (when scored), speed and where each frame's time went."""
-    scores = (
-        f"J&F {metrics['J&F']:.3f} (J {metrics['J']:.3f}, F {metrics['F']:.3f}), "
-        if "J&F" in metrics
-        else ""
-    )
+    """Scores (when scored) and speed, then where each frame's time went."""
+    m = metrics
+    scores = f"J&F {m['J&F']:.3f} (J {m['J']:.3f}, F {m['F']:.3f}), " if "J&F" in m else ""
     return (
-        f"{scores}{metrics['fps']:.1f} frames/s over {metrics['frames']} frames "
-        f"(decode {metrics['decode_ms_per_frame']:.1f} ms per frame, "
-        f"{metrics['ms_per_iframe']:.1f} ms per I-frame, {metrics['ms_per_pframe']:.1f} ms per "
-        f"P-frame; writing masks {metrics['write_ms_per_frame']:.1f} ms per frame in a thread); "
-        f"results in {run_dir}"
+        f"{scores}{m['fps']:.1f} frames/s over {m['frames']} frames on {m['threads']} threads "
+        f"({m['ms_per_iframe']:.1f} ms per I-frame, {m['ms_per_pframe']:.1f} ms per P-frame); "
+        f"results in {run_dir}\n"
+        f"  per frame: decode {m['decode_ms_per_frame']:.2f} ms (waiting for the reader thread)"
+        f" | inputs {m['inputs_ms_per_frame']:.2f} ms | network {m['network_ms_per_iframe']:.1f} "
+        f"ms per I-frame (encoder {m['encoder_ms_per_iframe']:.1f}), "
+        f"{m['network_ms_per_pframe']:.1f} ms per P-frame (propagation "
+        f"{m['propagation_ms_per_pframe']:.1f}), matching decoder {m['matching_ms_per_frame']:.1f}"
+        f" ms | warping and post-processing {m['post_ms_per_frame']:.2f} ms | CPU "
+        f"{m['cpu_ms_per_frame']:.2f} ms (all threads)\n"
+        f"  off the hot path: writing masks {m['write_ms_per_frame']:.2f} ms per frame (writer "
+        f"thread), scoring {m['score_ms_per_frame']:.2f} ms per frame"
     )

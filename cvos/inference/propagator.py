@@ -1,15 +1,21 @@
 """Streaming CVOS inference: one `Propagator` per video, stepped frame by frame in decode order.
 
-I-frames go through the encoder; P-frames get their features (or, for `mask` propagation,
-their masks) by warping the I-frame's with the accumulated motion vectors. Only the current
-GOP's key features, the per-object references and the previous frame's probabilities are
-kept, so memory stays flat however long the video is.
+I-frames go through the encoder; P-frames get their features by warping the I-frame's with the
+accumulated motion vectors (or, for `mask` propagation, their label map by moving the previous
+frame's with the codec's whole-pixel vectors: an exact integer gather, no network). Everything
+around the network is kept cheap: inputs are built only for the fields a frame needs, objects
+share the encoder, the warp and RSM, and outputs are merged from the matching decoder's 1/8
+logits after one bilinear upsample to the frame size. Only the current GOP's key features, the
+references and the previous label map are kept, so memory stays flat however long the video is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import torch
@@ -17,27 +23,41 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvos.codec import CompressedFrame, PictureType
+from cvos.codec.motion import warp_labels
 from cvos.errors import ConfigError, DataError
-from cvos.models import (
-    NetConfig,
-    NetInputs,
-    Reference,
-    frame_inputs,
-    gaussian_prior,
-    resize_affine,
-    sample_nearest,
-    soft_aggregate,
-    warp_mask,
-)
+from cvos.models import NetConfig, NetInputs, frame_inputs, gaussian_prior, resize_affine
+from cvos.models.matching import SharedBanks
+
+PRECISIONS = ("float32", "bf16")
+
+
+@dataclass
+class StepTimes:
+    """Seconds one frame spent in each stage of `Propagator.step`."""
+
+    inputs: float = 0.0  # the frame's arrays -> network input tensors
+    features: float = 0.0  # the I-frame path (encoder) or the P-frame path (warp, RSM, SAM)
+    matching: float = 0.0  # the matching decoder, and the banks of objects starting here
+    post: float = 0.0  # mask warping, upsampling, merging objects into a label map
+
+    @property
+    def network(self) -> float:
+        return self.features + self.matching
+
+    def add(self, other: StepTimes) -> None:
+        self.inputs += other.inputs
+        self.features += other.features
+        self.matching += other.matching
+        self.post += other.post
 
 
 @dataclass
 class FrameOutput:
     """The segmentation of one frame at the frame's own size."""
 
-    probs: Tensor  # (O+1) x H x W, channel 0 = background, then objects in `object_ids` order
     labels: np.ndarray  # H x W uint8 label map holding the object ids
     object_ids: list[int]
+    times: StepTimes
 
 
 @dataclass
@@ -45,10 +65,25 @@ class PropagatorState:
     """Everything carried from one frame to the next."""
 
     object_ids: list[int] = field(default_factory=list)
-    references: list[Reference] = field(default_factory=list)  # one per object
+    banks: list[SharedBanks] = field(default_factory=list)  # per frame where objects start
     key_feats: Tensor | None = None  # 1 x D x h/8 x w/8, the current GOP's I-frame features
-    key_probs: Tensor | None = None  # O x 1 x h x w, the I-frame's object probabilities
-    prev_probs: Tensor | None = None  # O x 1 x h x w, the previous frame's object probabilities
+    labels: np.ndarray | None = None  # H x W uint8, the previous frame's output
+
+
+class Stopwatch:
+    """Splits a step into stages; waits for the GPU first, so each stage is charged its own time."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        """Seconds since the previous lap."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed
 
 
 def network_size(
@@ -60,31 +95,87 @@ def network_size(
     return stride * math.ceil(height / stride), stride * math.ceil(width / stride)
 
 
-def batched_inputs(
-    frame: CompressedFrame, size: tuple[int, int], fields: tuple[str, ...], device: torch.device
-) -> NetInputs:
-    """`frame_inputs` of the whole frame resized to `size`, with a batch dimension of one."""
-    inputs = frame_inputs(frame, resize_affine(frame.bgr.shape[:2], size), fields)
-    for name in fields:
-        setattr(inputs, name, getattr(inputs, name)[None].to(device))
-    return inputs
+@cache
+def _nearest_rows_cols(
+    in_size: tuple[int, int], out_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The input row of every output row and column of every output column: nearest-pixel
+    resizing, the same pixels `sample_nearest` picks through `resize_affine`."""
+    return tuple(
+        np.minimum(((np.arange(o) + 0.5) * (i / o)).astype(np.intp), i - 1)
+        for i, o in zip(in_size, out_size, strict=True)
+    )
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """H x W label map -> h x w, nearest pixel (a resize is separable: one gather per axis)."""
+    rows, cols = _nearest_rows_cols(labels.shape, size)
+    return labels[rows[:, None], cols]
+
+
+def dilate(masks: Tensor, radius: int) -> Tensor:
+    """... x h x w {0, 1} masks dilated by a (2 radius + 1) square, {0, 1} float32.
+
+    Counts the mask's pixels in every square with a summed-area table: four lookups a pixel
+    whatever the radius (a max-pool compares (2 radius + 1)^2 pixels; exact up to 2^24 pixels).
+    """
+    k = 2 * radius + 1
+    padded = F.pad(masks.float(), (radius + 1, radius, radius + 1, radius))  # leading zero row
+    table = padded.cumsum(-1).cumsum(-2)
+    box = table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]
+    return (box > 0.5).float()
+
+
+def merge_objects(logits: Tensor, ids: list[int], window: Tensor | None = None) -> np.ndarray:
+    """Label map from per-object foreground-minus-background logits (O x H x W).
+
+    The argmax of soft aggregation ([prod(1 - p), p_1 .. p_O], p = sigmoid(logit)), done as
+    O running comparisons rather than an argmax over a channel dimension; one object needs
+    only the sign. `window` (O x H x W, {0, 1}) zeroes each object's probability outside it.
+    """
+    lookup = np.array([0, *ids], np.uint8)
+    if len(ids) == 1 and window is None:
+        return lookup[(logits[0] > 0).to(torch.uint8).cpu().numpy()]
+    probs = logits.sigmoid()
+    if window is not None:
+        probs = probs * window
+    best = torch.prod(1 - probs, dim=0)  # H x W, the background
+    index = torch.zeros(logits.shape[1:], dtype=torch.uint8, device=logits.device)
+    for number, prob in enumerate(probs, start=1):
+        index.masked_fill_(prob > best, number)
+        best = torch.maximum(best, prob)
+    return lookup[index.cpu().numpy()]
 
 
 class Propagator:
-    """Segments one video, frame by frame, from the masks of the objects where they first appear."""
+    """Segments one video, frame by frame, from the masks of the objects where they first appear.
+
+    `precision="bf16"` runs the network under bfloat16 autocast and `channels_last` feeds it
+    NHWC tensors (prepare the network with `prepare_network`); outputs are merged in float32.
+    """
 
     def __init__(
-        self, net: nn.Module | None, config: NetConfig, *, device: torch.device | str = "cpu"
+        self,
+        net: nn.Module | None,
+        config: NetConfig,
+        *,
+        device: torch.device | str = "cpu",
+        precision: str = "float32",
+        channels_last: bool = False,
     ) -> None:
         if net is None and config.needs_network:
             raise ConfigError(
                 f"model {config.variant!r} ({config.propagation} propagation) needs a trained "
                 "network; only mask propagation runs without one"
             )
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.net = net
         self.config = config
         self.propagation = config.propagation
         self.device = torch.device(device)
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.state = PropagatorState()
 
     @property
@@ -94,135 +185,155 @@ class Propagator:
     @torch.inference_mode()
     def step(self, frame: CompressedFrame, new_masks: np.ndarray | None = None) -> FrameOutput:
         """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here."""
-        height, width = frame.bgr.shape[:2]
-        size = network_size(height, width, self.stride, self.config.input_size)
-        inputs = batched_inputs(frame, size, self._fields(frame), self.device)
-        feats = self._features(frame, inputs, size)
-        probs = self._object_probs(frame, inputs, feats, size)  # O x 1 x h x w
-        if new_masks is not None:
-            probs = self._add_objects(new_masks, feats, probs, size)
-        if frame.picture_type == PictureType.I or self.state.key_probs is None:
-            self.state.key_probs = probs
-        self.state.prev_probs = probs
-        return self._output(probs, (height, width))
-
-    def _fields(self, frame: CompressedFrame) -> tuple[str, ...]:
-        """The inputs this frame needs: the image where the encoder runs, motion elsewhere."""
-        if self.net is None:
-            return ("mv_acc",)
-        if self._is_key(frame) or self.propagation == "framewise":
-            return ("image", "mv_acc")
-        return ("mv_acc",) if self.propagation == "mask" else ("mv", "mv_acc", "residual_acc")
-
-    def _is_key(self, frame: CompressedFrame) -> bool:
-        return frame.picture_type == PictureType.I or self.state.key_feats is None
-
-    def _features(
-        self, frame: CompressedFrame, inputs: NetInputs, size: tuple[int, int]
-    ) -> Tensor | None:
-        """Features of this frame: encoder on I-frames (every frame for framewise), else warped."""
-        if self.net is None:
-            return None
-        is_key = self._is_key(frame)
-        if self.propagation == "framewise" or is_key:
-            feats = self.net.encode(inputs.image)  # 1 x D x h/8 x w/8
-            if is_key:
-                self.state.key_feats = feats
-            return feats
-        if self.propagation == "mask":
-            return None
-        return self._propagate(inputs, size)
-
-    def _propagate(self, inputs: NetInputs, size: tuple[int, int]) -> Tensor:
-        """P-frame features, per object when SAM needs each object's prior: O x D x h/8 x w/8."""
-        prev = self.state.prev_probs
-        if self.net.use_sam and prev is not None and prev.shape[0] > 0:
-            priors = self._priors(prev)
+        new_ids = self._new_ids(new_masks)
+        watch, times = Stopwatch(self.device), StepTimes()
+        frame_size = frame.bgr.shape[:2]
+        key = self._is_key(frame)
+        segments = self.net is not None and (self.propagation != "mask" or key)
+        size = network_size(*frame_size, self.stride, self.config.input_size)
+        logits = None
+        if self.net is not None and (key or new_ids or (segments and self.state.object_ids)):
+            inputs = self._inputs(frame, size, encodes=key or self.propagation != "feature")
+            times.inputs = watch.lap()
+            with self._autocast():
+                shared, per_object = self._features(inputs, key, size, bool(new_ids))
+                times.features = watch.lap()
+                if segments and self.state.object_ids:
+                    logits = self._logits(per_object)
+                if new_ids:
+                    self._add_references(new_masks, new_ids, shared, size)
+            times.matching = watch.lap()
+        if segments:
+            labels = self._labels(frame, logits, frame_size, size)
         else:
-            priors = torch.ones(1, 1, *size, device=self.device)
-        count = priors.shape[0]
-        out = self.net.propagate(
-            self.state.key_feats.expand(count, -1, -1, -1),
-            inputs.mv_acc.expand(count, -1, -1, -1),
-            inputs.residual_acc.expand(count, -1, -1, -1),
-            inputs.mv.expand(count, -1, -1, -1),
-            priors,
-        )
-        return out.feats
+            labels = self._warped_labels(frame_size, frame)
+        if new_ids:
+            labels = np.where(np.isin(new_masks, new_ids), new_masks, labels).astype(np.uint8)
+            self.state.object_ids.extend(new_ids)
+        times.post = watch.lap()
+        self.state.labels = labels
+        return FrameOutput(labels=labels, object_ids=list(self.state.object_ids), times=times)
 
-    def _priors(self, prev: Tensor) -> Tensor:
-        """Gaussian location priors of the previous masks: O x 1 x h x w."""
-        masks = (prev[:, 0] > 0.5).cpu().numpy()
-        priors = [torch.from_numpy(gaussian_prior(mask)) for mask in masks]
-        return torch.stack(priors)[:, None].to(self.device)
-
-    def _object_probs(
-        self, frame: CompressedFrame, inputs: NetInputs, feats: Tensor | None, size: tuple[int, int]
-    ) -> Tensor:
-        """Foreground probability of every known object: O x 1 x h x w."""
-        state = self.state
-        if not state.object_ids:
-            return torch.zeros(0, 1, *size, device=self.device)
-        if feats is None:
-            return self._mask_probs(frame, inputs)
-        probs = []
-        for index, reference in enumerate(state.references):
-            obj_feats = feats[min(index, feats.shape[0] - 1)][None]
-            logits = self.net.decode(obj_feats, reference, size)  # 1 x 1 x 2 x h x w
-            probs.append(logits.softmax(dim=2)[0, :, 1:])
-        fg = torch.cat(probs)  # O x 1 x h x w
-        if frame.picture_type == PictureType.I and state.prev_probs is not None:
-            fg = fg * self._window(state.prev_probs)
-        return fg
-
-    def _mask_probs(self, frame: CompressedFrame, inputs: NetInputs) -> Tensor:
-        """mask propagation: the I-frame's probabilities warped with the accumulated motion."""
-        if frame.picture_type == PictureType.I:
-            return self.state.prev_probs
-        return warp_mask(
-            self.state.key_probs, inputs.mv_acc.expand(len(self.state.object_ids), -1, -1, -1)
-        )
-
-    def _window(self, prev: Tensor) -> Tensor:
-        """The previous masks dilated by a square, to keep each object localised at I-frames."""
-        present = (prev > 0.5).float()
-        dilated = F.max_pool2d(
-            present, 2 * self.config.iframe_window + 1, stride=1, padding=self.config.iframe_window
-        )
-        empty = present.flatten(1).sum(dim=1) == 0
-        dilated[empty] = 1.0
-        return dilated
-
-    def _add_objects(
-        self, labels: np.ndarray, feats: Tensor | None, probs: Tensor, size: tuple[int, int]
-    ) -> Tensor:
-        """Register the objects that start on this frame; returns O x 1 x h x w with their masks."""
-        ids = [int(i) for i in np.unique(labels) if i != 0]
+    def _new_ids(self, new_masks: np.ndarray | None) -> list[int]:
+        if new_masks is None:
+            return []
+        ids = [int(i) for i in np.unique(new_masks) if i != 0]
         for object_id in ids:
             if object_id in self.state.object_ids:
                 raise DataError(f"object {object_id} is given a first mask twice")
-        affine = resize_affine(labels.shape, size)
-        masks = sample_nearest([np.stack([labels == i for i in ids], axis=-1)], affine)
-        masks = masks[:, None].to(self.device)  # O_new x 1 x h x w
-        if feats is not None:
-            frame_feats = feats[:1]  # with SAM, any object's features serve for a new reference
-            for mask in masks:
-                self.state.references.append(self.net.reference(frame_feats, mask[None]))
-        self.state.object_ids.extend(ids)
-        probs = torch.cat([probs, masks])
-        self.state.key_probs = probs  # mask propagation restarts from the frame where objects start
-        return probs
+        return ids
 
-    def _output(self, probs: Tensor, frame_size: tuple[int, int]) -> FrameOutput:
-        """Merge the objects with soft aggregation and bring them back to the frame's size."""
-        ids = list(self.state.object_ids)
-        if not ids:
-            empty = torch.ones(1, *frame_size, device=self.device)
-            return FrameOutput(probs=empty, labels=np.zeros(frame_size, np.uint8), object_ids=ids)
-        merged = soft_aggregate(probs[:, 0][None])[0]  # (O+1) x h x w
-        merged = F.interpolate(merged[None], size=frame_size, mode="bilinear", align_corners=False)[
-            0
-        ]
-        lookup = torch.tensor([0, *ids], device=self.device, dtype=torch.uint8)
-        labels = lookup[merged.argmax(dim=0)].cpu().numpy()
-        return FrameOutput(probs=merged, labels=labels, object_ids=ids)
+    def _is_key(self, frame: CompressedFrame) -> bool:
+        """I-frames, and the first frame the network sees: the encoder runs and its features
+        are the GOP's key features (without a network nothing is encoded)."""
+        if self.net is None:
+            return False
+        return frame.picture_type == PictureType.I or self.state.key_feats is None
+
+    def _inputs(self, frame: CompressedFrame, size: tuple[int, int], encodes: bool) -> NetInputs:
+        """`frame_inputs` of the fields this frame needs, batched and on the device."""
+        if encodes:
+            fields = ("image",)
+        else:
+            fields = ("mv_acc",)
+            fields += ("residual_acc",) if self.net.use_rsm else ()
+            fields += ("mv",) if self.net.use_sam else ()
+        inputs = frame_inputs(frame, resize_affine(frame.bgr.shape[:2], size), fields)
+        for name in fields:
+            tensor = getattr(inputs, name)[None]
+            setattr(inputs, name, tensor.to(self.device, memory_format=self.memory_format))
+        return inputs
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _features(
+        self, inputs: NetInputs, key: bool, size: tuple[int, int], new_objects: bool
+    ) -> tuple[Tensor | None, Tensor]:
+        """Features of this frame: those new objects' banks are built from (1 x D x h/8 x w/8:
+        the encoder's, or the key features warped + RSM; None without new objects where
+        they are not computed anyway) and those each object is matched with (SAM: O x D ...)."""
+        if inputs.image is not None:
+            feats = self.net.encode(inputs.image)
+            if key:
+                self.state.key_feats = feats
+            return feats, feats
+        key_feats, mv_acc, residual = self.state.key_feats, inputs.mv_acc, inputs.residual_acc
+        if not self.net.use_sam:
+            feats = self.net.propagate(key_feats, mv_acc, residual, None, None).feats
+            return feats, feats
+        shared = self.net.carry(key_feats, mv_acc, residual) if new_objects else None
+        if not self.state.object_ids:
+            return shared, shared
+        priors = self._priors(size)  # O x 1 x h x w: the objects share the rest of the batch
+        return shared, self.net.propagate(key_feats, mv_acc, residual, inputs.mv, priors).feats
+
+    def _priors(self, size: tuple[int, int]) -> Tensor:
+        """Gaussian location priors of the objects in the previous label map: O x 1 x h x w."""
+        labels = resize_labels(self.state.labels, size)
+        priors = np.stack([gaussian_prior(labels == i) for i in self.state.object_ids])
+        return torch.from_numpy(priors)[:, None].to(self.device, memory_format=self.memory_format)
+
+    def _logits(self, feats: Tensor) -> Tensor:
+        """Foreground-minus-background logits of every object at 1/8: O x h/8 x w/8, float32.
+
+        Shared features are matched once for all objects; SAM's per-object features each
+        against their own object's banks.
+        """
+        logits = self.net.decode_shared(feats, self.state.banks)  # O x 2 x h x w
+        return (logits[:, 1] - logits[:, 0]).float()
+
+    def _add_references(
+        self, labels: np.ndarray, ids: list[int], feats: Tensor, size: tuple[int, int]
+    ) -> None:
+        """Banks of the objects that start on this frame, from its shared features."""
+        small = resize_labels(labels, size)
+        masks = torch.from_numpy(np.stack([small == i for i in ids]))[None].to(self.device)
+        self.state.banks.append(self.net.shared_banks(feats.float(), masks))
+
+    def _labels(
+        self,
+        frame: CompressedFrame,
+        logits: Tensor | None,
+        frame_size: tuple[int, int],
+        size: tuple[int, int],
+    ) -> np.ndarray:
+        """The label map at the frame's size from the 1/8 logits (one bilinear upsample)."""
+        if logits is None:
+            return np.zeros(frame_size, np.uint8)
+        up = F.interpolate(logits[None], size=frame_size, mode="bilinear", align_corners=False)
+        window = None
+        if frame.picture_type == PictureType.I and self.state.labels is not None:
+            window = self._window(frame_size, size)
+        return merge_objects(up[0], self.state.object_ids, window)
+
+    def _window(self, frame_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        """The previous masks dilated by a square of `iframe_window` network pixels, to keep each
+        object localised at I-frames: O x H x W in {0, 1}, 1 everywhere for an absent object.
+
+        Dilated at the network's resolution (as the masks it was trained on), then brought to
+        the frame's size by nearest pixel.
+        """
+        small = resize_labels(self.state.labels, size)  # h x w
+        present = torch.from_numpy(np.stack([small == i for i in self.state.object_ids]))
+        present = present.to(self.device, torch.float32)  # O x h x w
+        dilated = dilate(present, self.config.iframe_window)
+        dilated[present.flatten(1).amax(dim=1) == 0] = 1.0
+        rows, cols = (
+            torch.from_numpy(i).to(self.device) for i in _nearest_rows_cols(size, frame_size)
+        )
+        return dilated[:, rows[:, None], cols]
+
+    def _warped_labels(self, frame_size: tuple[int, int], frame: CompressedFrame) -> np.ndarray:
+        """The previous label map moved by the frame's motion vectors (zero at I-frames).
+
+        Chaining the plain vectors frame to frame equals moving the I-frame's map by the
+        accumulated ones (that is how they accumulate), and objects that start mid-GOP move
+        from their own frame.
+        """
+        if self.state.labels is None or not self.state.object_ids:
+            return np.zeros(frame_size, np.uint8)
+        mv = frame.mv if frame.mv.dtype == np.int32 else frame.mv.astype(np.int32)
+        return warp_labels(self.state.labels, mv)

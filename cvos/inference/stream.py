@@ -1,4 +1,4 @@
-"""Run a propagator over a stream of decoded frames, timing decode and network apart."""
+"""Run a propagator over a stream of decoded frames, timing where each frame's time goes."""
 
 from __future__ import annotations
 
@@ -10,16 +10,24 @@ import numpy as np
 import torch
 
 from cvos.codec import CompressedFrame, PictureType
-from cvos.inference.propagator import FrameOutput, Propagator
+from cvos.inference.propagator import FrameOutput, Propagator, StepTimes
 
 
 @dataclass
 class StreamTiming:
-    """Seconds spent reading frames and in the network, I- and P-frames apart."""
+    """Seconds spent waiting for decoded frames and segmenting them, I- and P-frames apart.
+
+    `decode_s` is the time the caller waited for the next frame (decoding runs ahead in the
+    reader's thread, so it is what decoding did not hide); `cpu_s` is the process's CPU time
+    over the same spans, all threads included.
+    """
 
     decode_s: float = 0.0
+    cpu_s: float = 0.0
     iframe_s: list[float] = field(default_factory=list)
     pframe_s: list[float] = field(default_factory=list)
+    iframe_stages: StepTimes = field(default_factory=StepTimes)
+    pframe_stages: StepTimes = field(default_factory=StepTimes)
 
     @property
     def frames(self) -> int:
@@ -36,8 +44,11 @@ class StreamTiming:
     def merge(self, other: StreamTiming) -> None:
         """Add another stream's times to this one's."""
         self.decode_s += other.decode_s
+        self.cpu_s += other.cpu_s
         self.iframe_s.extend(other.iframe_s)
         self.pframe_s.extend(other.pframe_s)
+        self.iframe_stages.add(other.iframe_stages)
+        self.pframe_stages.add(other.pframe_stages)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -52,20 +63,27 @@ def stream(
     timing: StreamTiming,
 ) -> Iterator[tuple[CompressedFrame, FrameOutput]]:
     """Segment `frames` in decode order; objects start on the frames `first_masks` names
-    (position in the stream -> H x W labels of the objects starting there)."""
+    (position in the stream -> H x W labels of the objects starting there). What the caller
+    does with each output (writing, scoring) is not timed."""
     frames = iter(frames)
     position = 0
     while True:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         frame = next(frames, None)
         timing.decode_s += time.perf_counter() - start
         if frame is None:
+            timing.cpu_s += time.process_time() - cpu
             return
         start = time.perf_counter()
         output = propagator.step(frame, first_masks.get(position))
         _synchronize(propagator.device)
         elapsed = time.perf_counter() - start
-        is_key = frame.picture_type == PictureType.I
-        (timing.iframe_s if is_key else timing.pframe_s).append(elapsed)
+        timing.cpu_s += time.process_time() - cpu
+        if frame.picture_type == PictureType.I:
+            timing.iframe_s.append(elapsed)
+            timing.iframe_stages.add(output.times)
+        else:
+            timing.pframe_s.append(elapsed)
+            timing.pframe_stages.add(output.times)
         yield frame, output
         position += 1

@@ -108,6 +108,95 @@ def match(feats: Tensor, ref: Reference, k: int) -> Tensor:
     return torch.stack(scores, dim=1).view(b, ref.num_objects, 2, h, w)
 
 
+@dataclass
+class SharedBanks:
+    """Every object's banks from one reference frame, for inference on one frame at a time.
+
+    The frame's keys are stored once, their columns ordered by group: the set of objects
+    whose foreground a position lies in. An object's foreground bank is the union of its
+    groups and its background bank the others, so features shared by all objects are matched
+    with one product and one top-k per group, and each object only merges k-long lists.
+    Per-object features (SAM's) need a product per object anyway: `object_keys` holds each
+    object's keys with its foreground first, so its two banks are two column ranges.
+    """
+
+    keys: Tensor  # D x N L2-normalised reference features, columns ordered by group
+    bounds: list[tuple[int, int]]  # G column ranges [start, stop)
+    member: list[list[bool]]  # G x O: group g lies in object o's foreground
+    object_keys: Tensor  # O x D x N: the keys again, each object's foreground columns first
+    fg_counts: list[int]  # O: foreground columns of each object
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.fg_counts)
+
+
+def shared_banks(feats: Tensor, masks: Tensor) -> SharedBanks:
+    """Banks of O objects from one reference frame: feats 1 x D x h x w, masks 1 x O x H x W.
+
+    Masks are max-pooled to the feature grid as in `build_reference`.
+    """
+    h, w = feats.shape[-2:]
+    height, width = masks.shape[-2:]
+    if masks.shape[0] != 1 or height % h or width % w or height // h != width // w:
+        raise DataError(
+            f"reference masks of shape {tuple(masks.shape)} do not fit one {h}x{w} feature grid"
+        )
+    inside = (F.max_pool2d(masks.float(), height // h) > 0.5)[0].flatten(1)  # O x N
+    keys = F.normalize(feats[0].flatten(1), dim=0)  # D x N
+    signatures, group = torch.unique(inside.T, dim=0, return_inverse=True)  # G x O, N
+    sizes = torch.bincount(group, minlength=signatures.shape[0]).tolist()
+    stops = torch.tensor(sizes).cumsum(0).tolist()
+    fg_first = inside.to(torch.int8).argsort(dim=1, descending=True, stable=True)  # O x N
+    return SharedBanks(
+        keys=keys[:, group.argsort(stable=True)],
+        bounds=[(stop - size, stop) for size, stop in zip(sizes, stops, strict=True)],
+        member=signatures.cpu().tolist(),
+        object_keys=keys[:, fg_first].transpose(0, 1),  # O x D x N
+        fg_counts=inside.sum(dim=1).tolist(),
+    )
+
+
+def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
+    """`match` against `SharedBanks`, with the same scores.
+
+    feats 1 x D x h x w (one map for every object) -> 1 x O x 2 x h x w, or O x D x h x w (a
+    map per object, SAM's) -> O x 1 x 2 x h x w, each map matched with its own object's banks.
+    """
+    count, _, h, w = feats.shape
+    objects = banks.num_objects
+    if count not in (1, objects):
+        raise DataError(f"{count} feature maps for {objects} objects: expected 1 or {objects}")
+    query = F.normalize(feats.flatten(2), dim=1).transpose(1, 2)  # Q x M x D
+    scores = []
+    if count == 1:
+        sim = query[0] @ banks.keys  # M x N, shared by every object
+        tops = [sim[:, a:b].topk(min(k, b - a), dim=-1).values for a, b in banks.bounds]
+        for o in range(objects):
+            pair = []
+            for foreground in (False, True):
+                lists = [t for t, m in zip(tops, banks.member, strict=True) if m[o] == foreground]
+                pair.append(_merged_mean(lists, k, sim))
+            scores.append(torch.stack(pair))  # 2 x M
+    else:
+        for o in range(objects):  # one M x N matrix at a time (16 MB at 256 x 512)
+            sim = query[o] @ banks.object_keys[o]  # M x N, this object's foreground first
+            split = banks.fg_counts[o]
+            bg, fg = ([part] if part.shape[1] else [] for part in (sim[:, split:], sim[:, :split]))
+            scores.append(torch.stack((_merged_mean(bg, k, sim), _merged_mean(fg, k, sim))))
+    out = torch.stack(scores).view(objects, 2, h, w)
+    return out[None] if count == 1 else out[:, None]
+
+
+def _merged_mean(lists: list[Tensor], k: int, sim: Tensor) -> Tensor:
+    """Mean of the k largest values over several M x n_i lists (fewer when they hold fewer);
+    EMPTY_BANK_SCORE when there are none: an empty bank. M."""
+    if not lists:
+        return sim.new_full(sim.shape[:1], EMPTY_BANK_SCORE)
+    values = lists[0] if len(lists) == 1 else torch.cat(lists, dim=-1)
+    return values.topk(min(k, values.shape[-1]), dim=-1).values.mean(dim=-1)
+
+
 def soft_aggregate(fg_prob: Tensor) -> Tensor:
     """Merge per-object foreground probabilities into one distribution (STM's soft aggregation).
 

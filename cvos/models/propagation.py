@@ -7,6 +7,7 @@ must cost a small fraction of the I-frame path for the method to be worth it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvos.models.light import LightEncoder
@@ -62,8 +63,16 @@ class SpatialAttention(nn.Module):
         """feats B x D x h x w, mv B x 2 x H x W pixels, prior B x 1 x H x W.
 
         Returns the re-weighted features (B x D x h x w) and the logits (B x 2 x h x w).
+        feats and mv may have a batch of 1 for a batch of priors: the O objects of one frame.
+        They then share what does not depend on the object: the first conv is linear in its
+        input, so its motion half runs once and only its prior half per object (the same
+        numbers as the conv of [motion, prior]); the feature transform runs once.
         """
-        x = torch.cat((mv / MOTION_SCALE, prior), dim=1)  # B x 3 x H x W
-        logits = self.head(self.encoder(x))  # B x 2 x h x w
+        conv, *rest = self.encoder.stages[0]  # conv (-> bn) -> relu
+        x = F.conv2d(mv / MOTION_SCALE, conv.weight[:, :2], conv.bias, conv.stride, conv.padding)
+        x = x + F.conv2d(prior, conv.weight[:, 2:], None, conv.stride, conv.padding)
+        for layer in rest:
+            x = layer(x)  # B x C x H/2 x W/2
+        logits = self.head(self.encoder.stages[1:](x))  # B x 2 x h x w
         attention = logits.softmax(dim=1)[:, 1:]  # B x 1 x h x w
         return feats + self.transform(feats) * attention, logits
