@@ -58,7 +58,8 @@ def test_training_batch_has_the_documented_shapes_and_dtypes(data: VOSData) -> N
     batch = packed.unpacked()
     assert isinstance(batch, TrainBatch)
     shapes = {name: tuple(value.shape) for name, value in vars(batch).items()}
-    channels = {"ref_image": 3, "key_image": 3, "target_image": 3, "residual_acc": 3, "mv_acc": 2}
+    channels = {"ref_image": 3, "key_image": 3, "target_image": 3, "residual_acc": 3}
+    channels.update(key_residual=3, mv_acc=2)
     for name, shape in shapes.items():
         if name != "gop_position":
             assert shape == (4, channels.get(name, 2 if name == "mv" else 1), 48, 80), name
@@ -67,7 +68,7 @@ def test_training_batch_has_the_documented_shapes_and_dtypes(data: VOSData) -> N
     for name in ("ref_mask", "key_mask", "target_mask"):
         assert set(torch.unique(getattr(batch, name)).tolist()) <= {0.0, 1.0}
     assert batch.ref_mask.sum() > 0
-    for name in ("ref_image", "key_image", "target_image", "prior"):
+    for name in ("ref_image", "key_image", "target_image", "gauss", "key_prior", "target_prior"):
         assert getattr(batch, name).min() >= 0.0 and getattr(batch, name).max() <= 1.0
     assert batch.residual_acc.abs().max() <= 1.0
     assert batch.gop_position.min() >= 0 and batch.gop_position.max() < 6
@@ -126,8 +127,9 @@ def test_samples_are_reproducible_from_their_seed(data: VOSData) -> None:
     reference = dataset.candidates[5].references[0]
     a, b = dataset[SampleKey(5, reference, 1)], dataset[SampleKey(5, reference, 1)]
     c = dataset[SampleKey(5, reference, 2)]
-    assert torch.equal(a.ref_image, b.ref_image) and torch.equal(a.prior, b.prior)
-    assert not torch.equal(b.prior, c.prior)
+    assert torch.equal(a.ref_image, b.ref_image) and torch.equal(a.gauss, b.gauss)
+    assert torch.equal(a.key_prior, b.key_prior) and torch.equal(a.target_prior, b.target_prior)
+    assert not torch.equal(b.gauss, c.gauss)
 
 
 def test_codec_vectors_stay_consistent_under_augmentation(data: VOSData) -> None:
@@ -306,7 +308,8 @@ def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
     module.prepare_all()
     batch = next(iter(module.train_loader())).unpacked()
     assert batch.key_image.shape == (2, 3, 256, 512) and batch.mv_acc.shape == (2, 2, 256, 512)
-    assert batch.prior.shape == (2, 1, 256, 512) and batch.ref_mask.sum() > 100
+    assert batch.gauss.shape == (2, 1, 256, 512) and batch.ref_mask.sum() > 100
+    assert batch.key_prior.shape == batch.target_prior.shape == (2, 1, 256, 512)
     assert batch.mv_acc.dtype == torch.float32
     sequence = module.eval_sequences("train")[0]
     assert (sequence.height, sequence.width) == (480, 854) and sequence.object_ids == [1]

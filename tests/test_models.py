@@ -264,7 +264,7 @@ def test_propagate_without_modules_warps_key_features_at_feature_resolution() ->
     residual, prior = torch.zeros(1, 3, 48, 64), torch.zeros(1, 1, 48, 64)
     same = net.propagate(key, zeros, residual, zeros, prior)
     torch.testing.assert_close(same.feats, key, rtol=0, atol=1e-6)
-    assert same.attention_logits is None
+    assert same.attention_coarse is None
     moved = net.propagate(key, constant_flow(16, 8, 48, 64), residual, zeros, prior).feats
     expected, interior = shifted_interior(key, 2, 1)
     torch.testing.assert_close(moved[interior], expected[interior], rtol=0, atol=1e-5)
@@ -289,13 +289,14 @@ def p_frame_inputs(b: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def random_batch(b: int) -> TrainBatch:
     """A float32 training batch of P-frame targets (GOP positions 3 and 5), SIZE x SIZE."""
-    mv_acc, residual, mv, prior = p_frame_inputs(b)
-    masks = (torch.rand(3, b, 1, SIZE, SIZE) > 0.7).float()
+    mv_acc, residual, mv, gauss = p_frame_inputs(b)
+    masks = (torch.rand(5, b, 1, SIZE, SIZE) > 0.7).float()
     return TrainBatch(
         ref_image=torch.rand(b, 3, SIZE, SIZE), ref_mask=masks[0],
-        key_image=torch.rand(b, 3, SIZE, SIZE), key_mask=masks[1],
-        target_image=torch.rand(b, 3, SIZE, SIZE), target_mask=masks[2],
-        mv_acc=mv_acc, residual_acc=residual, mv=mv, prior=prior,
+        key_image=torch.rand(b, 3, SIZE, SIZE), key_mask=masks[1], key_prior=masks[3],
+        key_residual=torch.rand(b, 3, SIZE, SIZE) * 2 - 1,
+        target_image=torch.rand(b, 3, SIZE, SIZE), target_mask=masks[2], target_prior=masks[4],
+        mv_acc=mv_acc, residual_acc=residual, mv=mv, gauss=gauss,
         gop_position=torch.tensor([3, 5]),
     )  # fmt: skip
 
@@ -305,6 +306,8 @@ def random_batch(b: int) -> TrainBatch:
 def test_training_step_reaches_exactly_the_enabled_modules(use_rsm: bool, use_sam: bool) -> None:
     config = NetConfig(variant="test", use_rsm=use_rsm, use_sam=use_sam, embed_dim=32)
     module = CVOSLitModule(net=config).train()
+    for decoder in (module.net.idec, module.net.pdec):  # zero at init: no gradient gets past
+        torch.nn.init.normal_(decoder.out.weight, std=0.01)
     loss = module.training_step(random_batch(2), 0)
     loss.backward()
     net = module.net
@@ -317,7 +320,7 @@ def test_training_step_reaches_exactly_the_enabled_modules(use_rsm: bool, use_sa
     assert net.encoder.head[0].weight.grad.abs().sum() > 0
 
 
-def test_decode_gives_per_object_logits_for_several_objects() -> None:
+def test_scores_are_per_object_and_an_empty_bank_scores_lowest() -> None:
     net = tiny_net().eval()
     masks = torch.zeros(2, 3, SIZE, SIZE)
     masks[:, 0, :20, :20] = 1
@@ -326,16 +329,15 @@ def test_decode_gives_per_object_logits_for_several_objects() -> None:
     with torch.inference_mode():
         feats = net.encode(torch.rand(2, 3, SIZE, SIZE))
         ref = net.reference(feats, masks)
-        logits = net.decode(feats, ref, (SIZE, SIZE))
+        scores = net.scores(feats, ref)
     assert ref.num_objects == 3
-    assert logits.shape == (2, 3, 2, SIZE, SIZE)
+    assert scores.shape == (2, 3, 2, SIZE // 8, SIZE // 8)
     assert ref.fg.count.tolist() == [[9, 25, 0], [9, 25, 1]]
-    # An untrained refinement head passes temperature x score through unchanged.
-    assert torch.all(logits[0, 2, 1] == net.temperature * EMPTY_BANK_SCORE)
-    assert torch.all(logits[1, 2, 1] > EMPTY_BANK_SCORE * net.temperature)
+    assert torch.all(scores[0, 2, 1] == net.temperature * EMPTY_BANK_SCORE)
+    assert torch.all(scores[1, 2, 1] > EMPTY_BANK_SCORE * net.temperature)
 
 
-def test_batched_decode_equals_decoding_each_sample_alone() -> None:
+def test_batched_scores_equal_scoring_each_sample_alone() -> None:
     """Banks padded to the batch's largest must not change any sample's scores."""
     net = tiny_net(topk=5).eval()
     masks = torch.zeros(2, 2, SIZE, SIZE)
@@ -344,15 +346,15 @@ def test_batched_decode_equals_decoding_each_sample_alone() -> None:
     masks[0, 1, 16:, :] = 1
     with torch.inference_mode():
         feats = net.encode(torch.rand(2, 3, SIZE, SIZE))
-        batched = net.decode(feats, net.reference(feats, masks), (SIZE, SIZE))
+        batched = net.scores(feats, net.reference(feats, masks))
         for i in range(2):
             one = feats[i : i + 1]
-            alone = net.decode(one, net.reference(one, masks[i : i + 1]), (SIZE, SIZE))
+            alone = net.scores(one, net.reference(one, masks[i : i + 1]))
             torch.testing.assert_close(batched[i : i + 1], alone)
 
 
-def test_decode_matches_features_to_the_right_bank() -> None:
-    """Foreground cells carry one feature vector and background another: logits are 0 / T."""
+def test_scores_match_features_to_the_right_bank() -> None:
+    """Foreground cells carry one feature vector and background another: scores are 0 / T."""
     net = tiny_net(topk=3, temperature=10.0).eval()
     inside = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     inside[..., 2:5, 3:7] = True
@@ -361,9 +363,68 @@ def test_decode_matches_features_to_the_right_bank() -> None:
     )
     masks = F.interpolate(inside.float(), scale_factor=8)
     with torch.inference_mode():
-        logits = net.decode(feats, net.reference(feats, masks), (SIZE, SIZE))[0, 0]
-    torch.testing.assert_close(logits[:, 28, 36], torch.tensor([0.0, 10.0]))  # inside
-    torch.testing.assert_close(logits[:, 4, 4], torch.tensor([10.0, 0.0]))  # background
+        scores = net.scores(feats, net.reference(feats, masks))[0, 0]
+    torch.testing.assert_close(scores[:, 3, 4], torch.tensor([0.0, 10.0]))  # inside
+    torch.testing.assert_close(scores[:, 0, 0], torch.tensor([10.0, 0.0]))  # background
+
+
+def decoder_inputs(objects: int) -> tuple[Tensor, ...]:
+    """feats, scores, image, residual and prior of one frame with `objects` objects."""
+    feats = torch.randn(objects, 32, SIZE // 8, SIZE // 8)
+    scores = torch.randn(objects, 2, SIZE // 8, SIZE // 8) * 10
+    image, residual = torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    prior = torch.zeros(objects, 1, SIZE, SIZE)
+    prior[:, :, 16:48, 8:40] = 1.0
+    return feats, scores, image, residual, prior
+
+
+def test_an_untrained_decoder_reproduces_its_prior() -> None:
+    """The correction starts at zero: before training the network is mask_warp."""
+    net = tiny_net().eval()
+    feats, scores, image, residual, prior = decoder_inputs(2)
+    with torch.inference_mode():
+        for key in (True, False):
+            logits = net.decode(feats, scores, image, residual, prior, key=key)
+            assert torch.equal((logits > 0).float(), prior)
+
+
+def test_decoding_objects_together_equals_decoding_each_alone() -> None:
+    """The image and residual are shared by a frame's objects (the fine path's first conv runs
+    its image half once): the same numbers as each object with its own copy."""
+    net = tiny_net().eval()
+    for module in net.idec.modules():  # a trained-looking decoder: nothing starts at zero
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.normal_(module.weight, std=0.1)
+    feats, scores, image, residual, prior = decoder_inputs(3)
+    prior = torch.rand_like(prior)
+    with torch.inference_mode():
+        together = net.decode(feats, scores, image, residual, prior, key=True)
+        for o in range(3):
+            alone = net.decode(
+                feats[o : o + 1], scores[o : o + 1], image, residual, prior[o : o + 1], key=True
+            )
+            torch.testing.assert_close(together[o : o + 1], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_the_p_frame_band_confines_corrections_to_the_priors_boundary() -> None:
+    net = CVOSNet(build_encoder("tiny"), embed_dim=32, pframe_band=3).eval()
+    torch.nn.init.constant_(net.pdec.out.bias, 5.0)  # a correction everywhere
+    feats, scores, image, residual, prior = decoder_inputs(1)
+    with torch.inference_mode():
+        logits = net.decode(feats, scores, image, residual, prior, key=False)[0, 0]
+    base = torch.logit(prior[0, 0].clamp(0.02, 0.98))
+    changed = (logits - base).abs() > 1e-4
+    assert changed[16, 20] and changed[13, 20]  # on and just outside the top edge
+    assert not changed[30, 24] and not changed[5, 5]  # deep inside, far outside
+
+
+def test_without_the_prior_the_decoder_is_a_matching_decoder() -> None:
+    net = CVOSNet(build_encoder("tiny"), embed_dim=32, use_prior=False).eval()
+    feats, scores, image, residual, prior = decoder_inputs(1)
+    with torch.inference_mode():
+        logits = net.decode(feats, scores, image, residual, prior, key=True)
+        other = net.decode(feats, scores, image, residual, 1 - prior, key=True)
+    assert torch.equal(logits, torch.zeros_like(logits)) and torch.equal(logits, other)
 
 
 def test_reference_max_pools_masks_to_the_feature_grid() -> None:
@@ -439,18 +500,14 @@ def test_shared_banks_score_like_per_object_banks(k: int) -> None:
          [False, True, True, False]])]  # fmt: skip
 
 
-def test_decode_shared_equals_decode_at_the_feature_grid() -> None:
+def test_shared_scores_equal_scores() -> None:
     net = tiny_net().eval()
     masks = overlapping_masks()
     with torch.inference_mode():
         feats = net.encode(torch.rand(1, 3, SIZE, SIZE))
-        full = net.decode(feats, net.reference(feats, masks[:, :2]), (SIZE, SIZE))
-        coarse = net.decode_coarse(feats, net.reference(feats, masks[:, :2]))
-        torch.testing.assert_close(
-            F.interpolate(coarse[0], size=(SIZE, SIZE), mode="bilinear"), full[0]
-        )
+        scores = net.scores(feats, net.reference(feats, masks[:, :2]))
         banks = [net.shared_banks(feats, masks[:, :1]), net.shared_banks(feats, masks[:, 1:2])]
-        torch.testing.assert_close(net.decode_shared(feats, banks), coarse[0])
+        torch.testing.assert_close(net.shared_scores(feats, banks), scores[0])
 
 
 def test_attention_for_several_objects_equals_attention_for_each() -> None:
@@ -463,7 +520,7 @@ def test_attention_for_several_objects_equals_attention_for_each() -> None:
     with torch.inference_mode():
         together = net.propagate(feats, mv, residual, mv, priors)
         assert together.feats.shape == (3, 32, 8, 8)
-        assert together.attention_logits.shape == (3, 2, SIZE, SIZE)
+        assert together.attention_coarse.shape == (3, 2, SIZE // 8, SIZE // 8)
         for o in range(3):
             alone = net.propagate(feats, mv, residual, mv, priors[o : o + 1])
             torch.testing.assert_close(together.feats[o : o + 1], alone.feats)

@@ -26,6 +26,7 @@ from cvos.data.prepared import (
     settings_key,
     unfinished,
 )
+from cvos.data.priors import warped_labels
 from cvos.data.samples import TrainAugment, TrainBatch, TrainDataset
 from cvos.data.sampling import OPEN_BLOCKS, BlockDrawer, EpochSampler, PlanShape
 from cvos.data.shards import Shard
@@ -257,7 +258,10 @@ class VOSData:
                 sequence.representations()  # mapped here, so forked loader workers share it
         else:
             store = VideoFrames(prepared, open_gops=2 * OPEN_BLOCKS + 2)
-        dataset = TrainDataset(prepared, store, self.input_size, self.crop_size, self.augment)
+        priors = [warped_labels(sequence) for sequence in prepared]
+        dataset = TrainDataset(
+            prepared, store, self.input_size, self.crop_size, self.augment, priors
+        )
         if len(dataset) == 0:
             raise DataError(
                 f"split {self.train_split!r} of {self.dataset_root()} gives no training samples"

@@ -1,9 +1,12 @@
 """Training samples as the method needs them: reference, I-frame ("key") and target, one object.
 
-For a target frame t in GOP g the sample holds a reference frame with its mask, g's I-frame
-with its mask, t's accumulated motion vectors and residual back to that I-frame, t's plain
-motion vectors, a Gaussian location prior from the previous frame's mask, and t's mask.
-I-frames are targets too (gop_position 0), so the encoder path trains on its own output.
+For a target frame t in GOP g the sample holds a reference frame with its mask; g's I-frame
+with its mask, its mask prior (mask_warp's output at frame g - 1, drifted over 1 to 4 GOPs
+from an earlier ground truth: `cvos.data.priors`) and the residual of frame g - 1 (where that
+warp went wrong); t's accumulated motion vectors and residual back to g, t's plain motion
+vectors, t's mask prior (g's ground truth or the drifted prior, moved by t's vectors, as
+mask_warp would), a Gaussian location prior of that mask for SAM, and t's mask. I-frames are
+targets too (gop_position 0), so the encoder path trains on its own output.
 """
 
 from __future__ import annotations
@@ -14,20 +17,27 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from cvos.codec.motion import warp_labels
 from cvos.data.prepared import PreparedSequence
+from cvos.data.priors import WarpedLabels
 from cvos.data.sampling import Candidate, SampleKey, find_candidates
 from cvos.data.sources import FrameStore
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
+from cvos.models.geometry import sample_bilinear
 
 IMAGES = ("ref_image", "key_image", "target_image")  # in [0, 1]; packed as uint8 x 255
 PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third of the bytes
     **dict.fromkeys(IMAGES, torch.uint8),
     **dict.fromkeys(("ref_mask", "key_mask", "target_mask"), torch.uint8),
-    **dict.fromkeys(("mv_acc", "mv", "residual_acc", "prior"), torch.float16),
+    **dict.fromkeys(
+        ("mv_acc", "mv", "residual_acc", "key_residual", "key_prior", "target_prior", "gauss"),
+        torch.float16,
+    ),
 }
 
 
@@ -57,12 +67,15 @@ class TrainBatch:
     ref_mask: Tensor  # B x 1 x H x W float32 {0, 1}, one object per sample
     key_image: Tensor  # B x 3 x H x W, the GOP's I-frame
     key_mask: Tensor  # B x 1 x H x W
+    key_prior: Tensor  # B x 1 x H x W in [0, 1], mask_warp's drifted mask at the frame before
+    key_residual: Tensor  # B x 3 x H x W in [-1, 1], residual_acc of the frame before (or 0)
     target_image: Tensor  # B x 3 x H x W
     target_mask: Tensor  # B x 1 x H x W
+    target_prior: Tensor  # B x 1 x H x W in [0, 1], the key's (true or drifted) mask warped
     mv_acc: Tensor  # B x 2 x H x W float32 pixels (dx, dy) back to the I-frame
     residual_acc: Tensor  # B x 3 x H x W float32 RGB, residual / 255 in [-1, 1]
     mv: Tensor  # B x 2 x H x W float32 plain motion vectors, pixels
-    prior: Tensor  # B x 1 x H x W float32 in [0, 1], from the previous frame's mask
+    gauss: Tensor  # B x 1 x H x W in [0, 1], Gaussian location prior of the target prior
     gop_position: Tensor  # B int64; 0: the target is the I-frame (key == target, no motion)
 
     @classmethod
@@ -104,9 +117,11 @@ class TrainAugment:
         flip_p=0.5, max_rotation=30.0, scale_range=(0.75, 1.25), max_translation=0.05
     )
     clip: Augment = Augment(max_rotation=10.0, max_translation=0.01)  # key and target jointly
-    max_mask_kernel: int = 10  # the previous mask is eroded or dilated by a square of 1..k px
-    prior_jitter: float = 0.2  # centre moves by up to this many spreads
-    prior_scale: float = 1.4  # spread scaled log-uniformly by 1/s .. s
+    max_mask_kernel: int = 10  # SAM's mask is eroded or dilated by a square of 1..k px
+    prior_jitter: float = 0.2  # Gaussian centre moves by up to this many spreads
+    prior_scale: float = 1.4  # Gaussian spread scaled log-uniformly by 1/s .. s
+    true_key_prior: float = 0.5  # how often a P-frame's prior starts from its key's truth
+    perturb: float = 0.3  # how often a mask prior is dilated or eroded by 3, 5 or 7 px
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,8 @@ class TrainDataset(Dataset):
 
     The key names the candidate, its reference frame and the seed that drives every random
     augmentation of the sample, so a sample is the same whichever process builds it, whenever.
+    `priors[i]` holds the drifted mask_warp priors of sequence i (None: priors start from the
+    ground truth of the key, perturbed).
     """
 
     def __init__(
@@ -130,12 +147,14 @@ class TrainDataset(Dataset):
         input_size: tuple[int, int] | None,
         crop_size: tuple[int, int] | None,
         augment: TrainAugment,
+        priors: list[WarpedLabels] | None = None,
     ) -> None:
         self.sequences = sequences
         self.frames = frames
         self.input_size = input_size  # None: each sequence's own frame size
         self.crop_size = crop_size  # None: the whole input
         self.augment = augment
+        self.priors = priors
         self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
 
     def __len__(self) -> int:
@@ -147,19 +166,24 @@ class TrainDataset(Dataset):
             return self._sample(self.candidates[index], reference, np.random.default_rng(seed))
 
     def _sample(self, candidate: Candidate, reference: int, rng: np.random.Generator) -> TrainBatch:
-        key_image, target, masks = self._clip(candidate, rng)
+        clip = self._clip(candidate, rng)
         ref_image, ref_mask = self._reference(candidate, reference, rng)
+        key_prior = self._perturbed(clip.priors[0:1], rng)
+        target_prior = self._perturbed(clip.priors[1:2], rng)
         return TrainBatch(
             ref_image=ref_image,
             ref_mask=ref_mask,
-            key_image=key_image,
-            key_mask=masks[0:1],
-            target_image=target.image,
-            target_mask=masks[1:2],
-            mv_acc=target.mv_acc,
-            residual_acc=target.residual_acc,
-            mv=target.mv,
-            prior=self._prior(masks[2:3], rng),
+            key_image=clip.key_image,
+            key_mask=clip.masks[0:1],
+            key_prior=key_prior,
+            key_residual=clip.key_residual,
+            target_image=clip.target.image,
+            target_mask=clip.masks[1:2],
+            target_prior=key_prior if candidate.target == candidate.key else target_prior,
+            mv_acc=clip.target.mv_acc,
+            residual_acc=clip.target.residual_acc,
+            mv=clip.target.mv,
+            gauss=self._gauss(target_prior, rng),
             gop_position=torch.tensor(candidate.target - candidate.key),
         )
 
@@ -170,19 +194,42 @@ class TrainDataset(Dataset):
         input_size = self.input_size or size
         return sample_affine(size, input_size, self.crop_size or input_size, augment, rng)
 
-    def _clip(
-        self, candidate: Candidate, rng: np.random.Generator
-    ) -> tuple[Tensor, NetInputs, Tensor]:
-        """The I-frame's image, the target's inputs and the [key, target, previous] masks
-        (3 x h x w), all through one random map."""
+    def _clip(self, candidate: Candidate, rng: np.random.Generator) -> ClipTensors:
+        """The I-frame's image and residual before it, the target's inputs, the [key, target]
+        masks and mask priors, all through one random map."""
         sequence = self.sequences[candidate.sequence]
         affine = self.affine(candidate, self.augment.clip, rng)
-        target = frame_inputs(self.frames.frame(candidate.sequence, candidate.target), affine)
+        target_frame = self.frames.frame(candidate.sequence, candidate.target)
+        target = frame_inputs(target_frame, affine)
         key_image = self.frames.image(candidate.sequence, candidate.key)  # after its target
         key = frame_inputs(Picture(key_image), affine, ("image",))  # type: ignore[arg-type]
-        frames = (candidate.key, candidate.target, candidate.previous)
+        key_labels, drifted = self._key_priors(candidate, rng)
+        key_residual = torch.zeros_like(target.residual_acc)
+        if candidate.key > 0:
+            before = self.frames.frame(candidate.sequence, candidate.key - 1)
+            key_residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+        start = key_labels if rng.random() < self.augment.true_key_prior else drifted
+        target_labels = warp_labels(start, _int32(target_frame.mv_acc))
+        frames = (candidate.key, candidate.target)
         masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
-        return key.image, target, transform_masks(masks, affine)
+        priors = [_binary(m, candidate.object_id) for m in (drifted, target_labels)]
+        return ClipTensors(
+            key_image=key.image,
+            key_residual=key_residual,
+            target=target,
+            masks=transform_masks(masks, affine),
+            priors=sample_bilinear([p[..., None] for p in priors], affine),
+        )
+
+    def _key_priors(self, candidate: Candidate, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The key's true label map and a drifted one (mask_warp from an earlier I-frame's
+        truth; the truth itself where no earlier I-frame is annotated)."""
+        truth = self.sequences[candidate.sequence].label(candidate.key)
+        if self.priors is None:
+            return truth, truth
+        warped = self.priors[candidate.sequence]
+        start = warped.draw_start(candidate.key, rng)
+        return truth, truth if start is None else warped.prior(start, candidate.key)
 
     def _reference(
         self, candidate: Candidate, reference: int, rng: np.random.Generator
@@ -194,14 +241,39 @@ class TrainDataset(Dataset):
         mask = transform_masks([_binary(labels, candidate.object_id)], affine)
         return frame_inputs(Picture(image), affine, ("image",)).image, mask  # type: ignore[arg-type]
 
-    def _prior(self, prev_mask: Tensor, rng: np.random.Generator) -> Tensor:
-        """1 x h x w prior of the previous mask, after a random erosion or dilation and jitter."""
+    def _perturbed(self, prior: Tensor, rng: np.random.Generator) -> Tensor:
+        """1 x h x w: the prior dilated or eroded by a 3, 5 or 7 px square (`perturb` of the
+        time), as a network's output might be off."""
+        if rng.random() >= self.augment.perturb:
+            return prior
+        k = int(rng.choice([3, 5, 7]))
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        return sign * F.max_pool2d(sign * prior[None], k, 1, k // 2)[0]
+
+    def _gauss(self, prior: Tensor, rng: np.random.Generator) -> Tensor:
+        """1 x h x w Gaussian location prior of a mask, after a random erosion or dilation and
+        jitter (the original's augmentation of the previous frame's mask)."""
         augment = self.augment
         kernel = int(rng.integers(1, augment.max_mask_kernel + 1)) * int(rng.choice([-1, 1]))
-        mask = dilate_or_erode(prev_mask[0].numpy().astype(np.uint8), kernel)
+        mask = dilate_or_erode((prior[0] > 0.5).numpy().astype(np.uint8), kernel)
         scale_range = (1 / augment.prior_scale, augment.prior_scale)
-        prior = gaussian_prior(mask, jitter=augment.prior_jitter, scale_range=scale_range, rng=rng)
-        return torch.from_numpy(prior)[None]
+        gauss = gaussian_prior(mask, jitter=augment.prior_jitter, scale_range=scale_range, rng=rng)
+        return torch.from_numpy(gauss)[None]
+
+
+@dataclass
+class ClipTensors:
+    """What a sample reads of its I-frame and target, through the clip's map."""
+
+    key_image: Tensor  # 3 x h x w
+    key_residual: Tensor  # 3 x h x w
+    target: NetInputs
+    masks: Tensor  # 2 x h x w {0, 1}: key, target
+    priors: Tensor  # 2 x h x w [0, 1]: key's drifted prior, target's prior
+
+
+def _int32(vectors: np.ndarray) -> np.ndarray:
+    return vectors if vectors.dtype == np.int32 else vectors.astype(np.int32)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ def prepare_network(
 
     Batch norms are folded into the convs before them; `channels_last` stores weights NHWC
     (feed the propagator NHWC inputs too); `compile` wraps the heavy modules (encoder, RSM, the
-    per-object SAM body, refinement head) in `torch.compile`, which compiles on the first frame.
+    per-object SAM body, decoders) in `torch.compile`, which compiles on the first frame.
     """
     net = fold_batch_norms(net).to(device)
     if channels_last:
@@ -32,7 +32,8 @@ def prepare_network(
 
 def _compile_heavy_modules(net: CVOSNet) -> None:
     net.encoder = torch.compile(net.encoder)
-    net.refine = torch.compile(net.refine)
+    net.idec = torch.compile(net.idec)
+    net.pdec = torch.compile(net.pdec)
     if net.rsm is not None:
         net.rsm = torch.compile(net.rsm)
     if net.sam is not None:

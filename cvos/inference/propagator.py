@@ -1,12 +1,14 @@
 """Streaming CVOS inference: one `Propagator` per video, stepped frame by frame in decode order.
 
-I-frames go through the encoder; P-frames get their features by warping the I-frame's with the
-accumulated motion vectors (or, for `mask` propagation, their label map by moving the previous
-frame's with the codec's whole-pixel vectors: an exact integer gather, no network). Everything
-around the network is kept cheap: inputs are built only for the fields a frame needs, objects
-share the encoder, the warp and RSM, and outputs are merged from the matching decoder's 1/8
-logits after one bilinear upsample to the frame size. Only the current GOP's key features, the
-references and the previous label map are kept, so memory stays flat however long the video is.
+I-frames go through the encoder and the I-frame decoder, with the previous frame's output as
+the mask prior; P-frames get their features by warping the I-frame's with the accumulated
+motion vectors (+ RSM, SAM) and the light P-frame decoder reads the I-frame's output warped
+the same way as prior. For `mask` propagation P-frames instead move the previous label map
+with the codec's whole-pixel vectors: an exact integer gather, no network. Everything around
+the network is kept cheap: inputs are built only for the fields a frame needs, objects share
+the encoder, the warp, RSM and the reference keys, and outputs are merged after one bilinear
+upsample to the frame size. Only the current GOP's key features and output, the references
+and the previous output are kept, so memory stays flat however long the video is.
 """
 
 from __future__ import annotations
@@ -25,10 +27,18 @@ from torch import Tensor, nn
 from cvos.codec import CompressedFrame, PictureType
 from cvos.codec.motion import warp_labels
 from cvos.errors import ConfigError, DataError
-from cvos.models import NetConfig, NetInputs, frame_inputs, gaussian_prior, resize_affine
+from cvos.models import (
+    NetConfig,
+    NetInputs,
+    frame_inputs,
+    gaussian_prior,
+    resize_affine,
+    warp_mask,
+)
 from cvos.models.matching import SharedBanks
 
 PRECISIONS = ("float32", "bf16")
+PROB_EPS = 1e-6  # probabilities are clamped this far from 0 and 1 before taking logits
 
 
 @dataclass
@@ -67,6 +77,9 @@ class PropagatorState:
     object_ids: list[int] = field(default_factory=list)
     banks: list[SharedBanks] = field(default_factory=list)  # per frame where objects start
     key_feats: Tensor | None = None  # 1 x D x h/8 x w/8, the current GOP's I-frame features
+    key_probs: Tensor | None = None  # O x 1 x h x w, the I-frame's foreground probabilities
+    probs: Tensor | None = None  # O x 1 x h x w, the previous frame's (None after mask warping)
+    residual: Tensor | None = None  # 1 x 3 x h x w, the previous P-frame's accumulated residual
     labels: np.ndarray | None = None  # H x W uint8, the previous frame's output
 
 
@@ -191,28 +204,45 @@ class Propagator:
         key = self._is_key(frame)
         segments = self.net is not None and (self.propagation != "mask" or key)
         size = network_size(*frame_size, self.stride, self.config.input_size)
-        logits = None
-        if self.net is not None and (key or new_ids or (segments and self.state.object_ids)):
-            inputs = self._inputs(frame, size, encodes=key or self.propagation != "feature")
+        probs = None
+        if segments:
+            inputs = self._inputs(frame, size, key)
             times.inputs = watch.lap()
             with self._autocast():
                 shared, per_object = self._features(inputs, key, size, bool(new_ids))
                 times.features = watch.lap()
-                if segments and self.state.object_ids:
-                    logits = self._logits(per_object)
+                if self.state.object_ids:
+                    probs = self._probs(inputs, per_object, key, size)
                 if new_ids:
                     self._add_references(new_masks, new_ids, shared, size)
             times.matching = watch.lap()
-        if segments:
-            labels = self._labels(frame, logits, frame_size, size)
+            labels = self._labels(frame, probs, frame_size, size)
         else:
             labels = self._warped_labels(frame_size, frame)
         if new_ids:
             labels = np.where(np.isin(new_masks, new_ids), new_masks, labels).astype(np.uint8)
+            probs = self._with_new_objects(probs, new_masks, new_ids, size)
             self.state.object_ids.extend(new_ids)
         times.post = watch.lap()
-        self.state.labels = labels
+        self._remember(frame, key, labels, probs, inputs if segments else None)
         return FrameOutput(labels=labels, object_ids=list(self.state.object_ids), times=times)
+
+    def _remember(
+        self,
+        frame: CompressedFrame,
+        key: bool,
+        labels: np.ndarray,
+        probs: Tensor | None,
+        inputs: NetInputs | None,
+    ) -> None:
+        """What the next frames read: the output (label map and probabilities), the GOP's key
+        output, and the residual of a P-frame (the next I-frame's decoder reads it)."""
+        state = self.state
+        state.labels, state.probs = labels, probs
+        if key or state.key_probs is None:
+            state.key_probs = probs
+        is_p = frame.picture_type == PictureType.P and inputs is not None
+        state.residual = inputs.residual_acc if is_p else None
 
     def _new_ids(self, new_masks: np.ndarray | None) -> list[int]:
         if new_masks is None:
@@ -230,14 +260,10 @@ class Propagator:
             return False
         return frame.picture_type == PictureType.I or self.state.key_feats is None
 
-    def _inputs(self, frame: CompressedFrame, size: tuple[int, int], encodes: bool) -> NetInputs:
-        """`frame_inputs` of the fields this frame needs, batched and on the device."""
-        if encodes:
-            fields = ("image",)
-        else:
-            fields = ("mv_acc",)
-            fields += ("residual_acc",) if self.net.use_rsm else ()
-            fields += ("mv",) if self.net.use_sam else ()
+    def _inputs(self, frame: CompressedFrame, size: tuple[int, int], key: bool) -> NetInputs:
+        """`frame_inputs` of the fields this frame needs, batched and on the device: the image
+        (encoder and decoders' fine path) and, on P-frames, the motion and residual."""
+        fields = ("image",) if key else ("image", "mv_acc", "residual_acc", "mv")
         inputs = frame_inputs(frame, resize_affine(frame.bgr.shape[:2], size), fields)
         for name in fields:
             tensor = getattr(inputs, name)[None]
@@ -255,7 +281,7 @@ class Propagator:
         """Features of this frame: those new objects' banks are built from (1 x D x h/8 x w/8:
         the encoder's, or the key features warped + RSM; None without new objects where
         they are not computed anyway) and those each object is matched with (SAM: O x D ...)."""
-        if inputs.image is not None:
+        if key or self.propagation == "framewise":
             feats = self.net.encode(inputs.image)
             if key:
                 self.state.key_feats = feats
@@ -267,23 +293,67 @@ class Propagator:
         shared = self.net.carry(key_feats, mv_acc, residual) if new_objects else None
         if not self.state.object_ids:
             return shared, shared
-        priors = self._priors(size)  # O x 1 x h x w: the objects share the rest of the batch
-        return shared, self.net.propagate(key_feats, mv_acc, residual, inputs.mv, priors).feats
+        gauss = self._gaussians(size)  # O x 1 x h x w: the objects share the rest of the batch
+        return shared, self.net.propagate(key_feats, mv_acc, residual, inputs.mv, gauss).feats
 
-    def _priors(self, size: tuple[int, int]) -> Tensor:
+    def _gaussians(self, size: tuple[int, int]) -> Tensor:
         """Gaussian location priors of the objects in the previous label map: O x 1 x h x w."""
         labels = resize_labels(self.state.labels, size)
         priors = np.stack([gaussian_prior(labels == i) for i in self.state.object_ids])
         return torch.from_numpy(priors)[:, None].to(self.device, memory_format=self.memory_format)
 
-    def _logits(self, feats: Tensor) -> Tensor:
-        """Foreground-minus-background logits of every object at 1/8: O x h/8 x w/8, float32.
+    def _probs(self, inputs: NetInputs, feats: Tensor, key: bool, size: tuple[int, int]) -> Tensor:
+        """Foreground probabilities of every known object: O x 1 x h x w, float32.
 
-        Shared features are matched once for all objects; SAM's per-object features each
-        against their own object's banks.
+        The decoders start from the mask prior: the previous frame's output where the encoder
+        ran (the I-frame decoder), the I-frame's output warped by the accumulated motion on
+        P-frames. Shared features are matched once for all objects, SAM's per object.
         """
-        logits = self.net.decode_shared(feats, self.state.banks)  # O x 2 x h x w
-        return (logits[:, 1] - logits[:, 0]).float()
+        iframe = key or self.propagation == "framewise"
+        if key:
+            prior = self._previous_probs(size)
+            residual = self.state.residual
+            if residual is None:
+                residual = torch.zeros_like(inputs.image)
+        else:
+            prior = self._warped_prior(inputs)
+            residual = inputs.residual_acc
+        scores = self.net.shared_scores(feats, self.state.banks)  # O x 2 x h/8 x w/8
+        if feats.shape[0] != scores.shape[0]:
+            feats = feats.expand(scores.shape[0], -1, -1, -1)
+        logits = self.net.decode(feats, scores, inputs.image, residual, prior, key=iframe)
+        return logits.float().sigmoid()
+
+    def _warped_prior(self, inputs: NetInputs) -> Tensor:
+        """O x 1 x h x w: the I-frame's output moved by the accumulated motion, as mask_warp
+        would; objects that started after the I-frame move from the previous frame by the plain
+        motion (their mask never was at the I-frame)."""
+        key_probs, probs = self.state.key_probs, self.state.probs
+        prior = warp_mask(key_probs, inputs.mv_acc.expand(len(key_probs), -1, -1, -1))
+        late = probs[len(key_probs) :]
+        if len(late):
+            prior = torch.cat((prior, warp_mask(late, inputs.mv.expand(len(late), -1, -1, -1))))
+        return prior
+
+    def _previous_probs(self, size: tuple[int, int]) -> Tensor:
+        """O x 1 x h x w: the previous frame's probabilities, or (after mask warping) its label
+        map's objects."""
+        if self.state.probs is not None:
+            return self.state.probs
+        small = resize_labels(self.state.labels, size)
+        masks = np.stack([small == i for i in self.state.object_ids])[:, None]
+        return torch.from_numpy(masks).to(self.device, torch.float32)
+
+    def _with_new_objects(
+        self, probs: Tensor | None, masks: np.ndarray, ids: list[int], size: tuple[int, int]
+    ) -> Tensor | None:
+        """The probabilities with the objects starting here appended: their given masks."""
+        if self.net is None:
+            return None
+        small = resize_labels(masks, size)
+        given = torch.from_numpy(np.stack([small == i for i in ids])[:, None]).float()
+        given = given.to(self.device)
+        return given if probs is None else torch.cat((probs, given))
 
     def _add_references(
         self, labels: np.ndarray, ids: list[int], feats: Tensor, size: tuple[int, int]
@@ -296,13 +366,15 @@ class Propagator:
     def _labels(
         self,
         frame: CompressedFrame,
-        logits: Tensor | None,
+        probs: Tensor | None,
         frame_size: tuple[int, int],
         size: tuple[int, int],
     ) -> np.ndarray:
-        """The label map at the frame's size from the 1/8 logits (one bilinear upsample)."""
-        if logits is None:
+        """The label map at the frame's size from the probabilities (one bilinear upsample of
+        their logits)."""
+        if probs is None:
             return np.zeros(frame_size, np.uint8)
+        logits = torch.logit(probs[:, 0].clamp(PROB_EPS, 1 - PROB_EPS))
         up = F.interpolate(logits[None], size=frame_size, mode="bilinear", align_corners=False)
         window = None
         if frame.picture_type == PictureType.I and self.state.labels is not None:

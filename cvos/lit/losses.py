@@ -24,3 +24,19 @@ def balanced_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     per_pixel = F.cross_entropy(logits.float(), labels, reduction="none")
     per_sample = (weights * per_pixel).sum(dim=(1, 2)) / weights.sum(dim=(1, 2))
     return per_sample.mean()
+
+
+def mask_loss(logits: Tensor, target: Tensor, iou_weight: float = 0.5) -> Tensor:
+    """Binary cross-entropy plus `iou_weight` x (1 - soft IoU), per image, averaged.
+
+    The IoU term weighs an object by its area, not its pixel count, so a small object lost
+    entirely costs as much as a large one (cross-entropy alone lets small objects vanish).
+    logits, target: N x 1 x H x W (foreground logits; target in {0, 1}).
+    """
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    prob = logits.sigmoid()
+    inter = (prob * target).flatten(1).sum(1)
+    union = (prob + target - prob * target).flatten(1).sum(1)
+    iou = (inter + 1) / (union + 1)
+    return bce + iou_weight * (1 - iou).mean()

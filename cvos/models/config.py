@@ -12,6 +12,7 @@ from typing import Any
 
 from cvos.errors import ConfigError
 from cvos.models.cvosnet import CVOSNet
+from cvos.models.decoder import DecoderWidths
 from cvos.models.registry import build_encoder
 
 PROPAGATIONS = ("feature", "framewise", "mask")
@@ -28,9 +29,14 @@ class NetConfig:
     encoder: dict[str, Any] = field(default_factory=lambda: {"name": "tiny"})  # build_encoder args
     use_rsm: bool = True
     use_sam: bool = True
+    use_prior: bool = True  # the decoders read the codec-warped mask and start from it
     embed_dim: int | None = None  # None: the encoder's channels, at most 256
     topk: int = 20
     temperature: float = 10.0
+    pframe_widths: tuple[int, ...] = (8, 16, 32)  # RSM's and SAM's light encoders
+    iframe_decoder: tuple[int, ...] = (64, 16, 32, 32, 16)  # DecoderWidths where the encoder ran
+    pframe_decoder: tuple[int, ...] = (24, 8, 16, 16, 8)  # DecoderWidths on P-frames
+    pframe_band: int = 0  # P-frame corrections only this close to the prior's boundary (px)
     iframe_window: int = 10  # I-frame output kept within the previous mask dilated by this (px)
     input_size: tuple[int, int] | None = None  # [H, W] network input; None: frame size
     gop_size: int = 12  # the codec settings of the training data
@@ -49,6 +55,15 @@ class NetConfig:
             if len(self.input_size) != 2 or min(self.input_size) < 1:
                 raise ConfigError(f"input_size must be [height, width], got {self.input_size}")
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        for name in ("pframe_widths", "iframe_decoder", "pframe_decoder"):
+            setattr(self, name, tuple(int(w) for w in getattr(self, name)))
+        for name in ("iframe_decoder", "pframe_decoder"):
+            if len(getattr(self, name)) != len(fields(DecoderWidths)):
+                raise ConfigError(
+                    f"{name} must list {len(fields(DecoderWidths))} widths "
+                    f"({', '.join(f.name for f in fields(DecoderWidths))}), "
+                    f"got {list(getattr(self, name))}"
+                )
         if not isinstance(self.gop_size, int) or self.gop_size < 1:
             raise ConfigError(f"gop_size must be a whole number >= 1, got {self.gop_size!r}")
 
@@ -61,8 +76,9 @@ class NetConfig:
         """Plain data (what checkpoints store): lists instead of tuples."""
         data = asdict(self)
         data["encoder"] = dict(self.encoder)
-        if self.input_size is not None:
-            data["input_size"] = list(self.input_size)
+        for name, value in data.items():
+            if isinstance(value, tuple):
+                data[name] = list(value)
         return data
 
     @classmethod
@@ -89,6 +105,11 @@ def build_net(config: NetConfig) -> CVOSNet:
         embed_dim=config.embed_dim,
         use_rsm=config.use_rsm,
         use_sam=config.use_sam,
+        use_prior=config.use_prior,
         topk=config.topk,
         temperature=config.temperature,
+        pframe_widths=config.pframe_widths,
+        iframe_decoder=DecoderWidths(*config.iframe_decoder),
+        pframe_decoder=DecoderWidths(*config.pframe_decoder),
+        pframe_band=config.pframe_band,
     )

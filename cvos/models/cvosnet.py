@@ -1,14 +1,16 @@
-"""The CVOS network: I-frame encoding, P-frame propagation, reference matching and decoding.
+"""The CVOS network: I-frame encoding, P-frame propagation, reference matching, mask decoding.
 
 The network is a set of stages that the training module and the streaming inference call
 in their own order:
-    key  = encode(I-frame)                       B x D x H/8 x W/8
-    p    = propagate(key, mv_acc, residual_acc, mv, prior)   P-frame features (+ SAM logits)
-    ref  = reference(encode(reference frame), masks)
-    out  = decode(features, ref, (H, W))         B x O x 2 x H x W logits
-Streaming inference, one frame at a time, keeps the `shared_banks` of each frame where objects
-start and reads `decode_shared` logits at 1/8: `decode`'s numbers before its upsampling, for
-every object at the cost of about one.
+    key    = encode(I-frame)                                  B x D x H/8 x W/8
+    p      = propagate(key, mv_acc, residual_acc, mv, gauss)  P-frame features (+ SAM logits)
+    ref    = reference(encode(reference frame), masks)        per-object fg/bg banks
+    scores = scores(features, ref)                            B x O x 2 x H/8 x W/8
+    logits = decode(features, scores[:, o], image, residual, prior, key=...)   B x 1 x H x W
+Two decoders share the design (`cvos.models.decoder`): a heavier one where the encoder ran
+(I-frames, and every frame for framewise), a light one on P-frames, where everything must cost
+a small fraction of the I-frame path. Streaming inference keeps the `shared_banks` of each
+frame where objects start and matches one frame for every object with `shared_scores`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cvos.errors import ConfigError, DataError
+from cvos.models.decoder import DecoderWidths, MaskDecoder
 from cvos.models.encoder import Encoder
 from cvos.models.matching import (
     Reference,
@@ -37,10 +40,7 @@ from cvos.models.warp import downsample_flow, warp
 # torchvision's ImageNet statistics (RGB, [0, 1] input), matching its pretrained weights.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Width of the feature context the refinement head sees next to each object's scores.
-MAX_EMBED_DIM = 256  # the paper's embedding; smaller encoders (tiny) embed in their own width
-REFINE_CONTEXT = 32
-REFINE_WIDTH = 32
+MAX_EMBED_DIM = 256  # the paper's embedding; smaller encoders embed in their own width
 
 
 @dataclass
@@ -48,54 +48,15 @@ class Propagated:
     """A P-frame's features and, with SAM, its attention logits for the auxiliary loss.
 
     feats: B x D x h x w; attention_coarse: B x 2 x h x w ([background, foreground]) or None
-    without SAM; `attention_logits` upsamples them to the image size when asked (training
-    asks, inference does not).
+    without SAM.
     """
 
     feats: Tensor
     attention_coarse: Tensor | None
-    size: tuple[int, int]
-
-    @property
-    def attention_logits(self) -> Tensor | None:
-        """B x 2 x H x W, or None without SAM."""
-        if self.attention_coarse is None:
-            return None
-        return F.interpolate(
-            self.attention_coarse, size=self.size, mode="bilinear", align_corners=False
-        )
-
-
-class RefineHead(nn.Module):
-    """Refines temperature-scaled matching scores with feature context, at 1/8.
-
-    The last conv starts at zero, so an untrained head returns the plain matching logits
-    of the original method and training learns only a correction.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.context = nn.Conv2d(dim, REFINE_CONTEXT, 1)
-        self.body = nn.Sequential(
-            nn.Conv2d(2 + REFINE_CONTEXT, REFINE_WIDTH, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(REFINE_WIDTH, 2, 3, padding=1),
-        )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
-
-    def forward(self, feats: Tensor, scores: Tensor, temperature: float) -> Tensor:
-        # feats B x D x h x w, scores B x O x 2 x h x w -> logits B x O x 2 x h x w
-        b, o, _, h, w = scores.shape
-        context = self.context(feats)  # B x R x h x w, shared by all objects
-        context = context[:, None].expand(b, o, -1, h, w)  # B x O x R x h x w
-        x = torch.cat((scores, context), dim=2).flatten(0, 1)  # BO x (2 + R) x h x w
-        correction = self.body(x).view(b, o, 2, h, w)
-        return temperature * scores + correction
 
 
 class CVOSNet(nn.Module):
-    """Encoder + 1x1 projection on I-frames; warp (+ RSM) (+ SAM) on P-frames; matching decoder.
+    """Encoder + 1x1 projection on I-frames; warp (+ RSM) (+ SAM) on P-frames; mask decoders.
 
     With `use_rsm` / `use_sam` off, `rsm` / `sam` are None and own no parameters, so the
     variants warp, rsm, sam and rsm_sam are one class. `embed_dim=None` takes the encoder's
@@ -109,8 +70,13 @@ class CVOSNet(nn.Module):
         embed_dim: int | None = None,
         use_rsm: bool = True,
         use_sam: bool = True,
+        use_prior: bool = True,
         topk: int = 20,
         temperature: float = 10.0,
+        pframe_widths: tuple[int, ...] = (8, 16, 32),
+        iframe_decoder: DecoderWidths = DecoderWidths(64, 16, 32, 32, 16),
+        pframe_decoder: DecoderWidths = DecoderWidths(24, 8, 16, 16, 8),
+        pframe_band: int = 0,
     ) -> None:
         super().__init__()
         if topk < 1 or temperature <= 0:
@@ -124,22 +90,27 @@ class CVOSNet(nn.Module):
         self.use_rsm = use_rsm
         self.use_sam = use_sam
         self.project = nn.Conv2d(encoder.out_channels, embed_dim, 1)
-        self.rsm = ResidualSupplement(embed_dim) if use_rsm else None
-        self.sam = SpatialAttention(embed_dim) if use_sam else None
+        self.rsm = ResidualSupplement(embed_dim, pframe_widths) if use_rsm else None
+        self.sam = SpatialAttention(embed_dim, pframe_widths) if use_sam else None
         for module in (self.rsm, self.sam):
             if module is not None and module.stride != self.stride:
                 raise ConfigError(
                     f"encoder stride {self.stride} differs from the P-frame modules' "
                     f"stride {module.stride}"
                 )
-        self.refine = RefineHead(embed_dim)
+        self.idec = MaskDecoder(embed_dim, iframe_decoder, use_prior=use_prior)
+        self.pdec = MaskDecoder(embed_dim, pframe_decoder, use_prior=use_prior, band=pframe_band)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, image: Tensor) -> Tensor:
+        """B x 3 x H x W RGB in [0, 1] -> the encoder's (and decoders') input statistics."""
+        return (image - self.mean) / self.std
 
     def encode(self, image: Tensor) -> Tensor:
         """I-frame path: B x 3 x H x W RGB in [0, 1] -> key features B x D x H/8 x W/8."""
         self._check_size(image)
-        return self.project(self.encoder((image - self.mean) / self.std))
+        return self.project(self.encoder(self.normalise(image)))
 
     def propagate(
         self,
@@ -147,22 +118,22 @@ class CVOSNet(nn.Module):
         mv_acc: Tensor,
         residual_acc: Tensor | None,
         mv: Tensor | None,
-        prior: Tensor | None,
+        gauss: Tensor | None,
     ) -> Propagated:
         """P-frame path: warp the I-frame's key features, then supplement and re-weight them.
 
         key_feats B x D x h x w; mv_acc, mv B x 2 x H x W pixels (target minus source);
-        residual_acc B x 3 x H x W in [-1, 1]; prior B x 1 x H x W in [0, 1] (None where the
-        module that reads them is off). H and W must be divisible by the stride and equal to
-        (h, w) x stride. At inference a batch of O priors may come with a batch of 1 of
-        everything else: one frame's objects share the warp, RSM and SAM's motion part.
+        residual_acc B x 3 x H x W in [-1, 1]; gauss B x 1 x H x W in [0, 1], the Gaussian
+        location prior of the previous mask (None where the module that reads them is off).
+        H and W must be divisible by the stride and equal to (h, w) x stride. At inference a
+        batch of O Gaussians may come with a batch of 1 of everything else: one frame's objects
+        share the warp, RSM and SAM's motion part.
         """
         feats = self.carry(key_feats, mv_acc, residual_acc)  # B x D x h x w
-        size = tuple(mv_acc.shape[-2:])
         if self.sam is None:
-            return Propagated(feats=feats, attention_coarse=None, size=size)
-        feats, logits = self.sam(feats, mv, prior)  # logits B x 2 x h x w
-        return Propagated(feats=feats, attention_coarse=logits, size=size)
+            return Propagated(feats=feats, attention_coarse=None)
+        feats, logits = self.sam(feats, mv, gauss)  # logits B x 2 x h x w
+        return Propagated(feats=feats, attention_coarse=logits)
 
     def carry(self, key_feats: Tensor, mv_acc: Tensor, residual_acc: Tensor | None) -> Tensor:
         """What every object of a P-frame shares: the warped key features (+ RSM), B x D x h x w."""
@@ -177,30 +148,33 @@ class CVOSNet(nn.Module):
         """
         return build_reference(feats, masks)
 
-    def decode(self, feats: Tensor, ref: Reference, out_size: tuple[int, int]) -> Tensor:
-        """Per-object [background, foreground] logits B x O x 2 x H x W at `out_size`:
-        `decode_coarse` upsampled bilinearly."""
-        logits = self.decode_coarse(feats, ref)  # B x O x 2 x h x w
-        b, o = logits.shape[:2]
-        logits = F.interpolate(
-            logits.flatten(0, 1), size=out_size, mode="bilinear", align_corners=False
-        )
-        return logits.view(b, o, 2, *out_size)
+    def scores(self, feats: Tensor, ref: Reference) -> Tensor:
+        """Temperature-scaled top-k cosine scores, B x O x 2 x h x w ([background, foreground])."""
+        return self.temperature * match(feats, ref, self.topk)
 
-    def decode_coarse(self, feats: Tensor, ref: Reference) -> Tensor:
-        """Per-object [background, foreground] logits B x O x 2 x h x w at the feature grid:
-        top-k cosine matching against the reference banks, times the temperature, refined.
-        (`decode_shared` gives the same numbers for one frame at inference.)"""
-        scores = match(feats, ref, self.topk)  # B x O x 2 x h x w in [-1, 1]
-        return self.refine(feats, scores, self.temperature)
+    def decode(
+        self,
+        feats: Tensor,
+        scores: Tensor,
+        image: Tensor,
+        residual: Tensor,
+        prior: Tensor,
+        *,
+        key: bool,
+    ) -> Tensor:
+        """Foreground logits N x 1 x H x W of one object per row (see `MaskDecoder.forward`):
+        with the I-frame decoder where the encoder ran (`key`), else the P-frame decoder.
+        image is RGB in [0, 1]; image and residual may have a batch of 1 for N objects."""
+        decoder = self.idec if key else self.pdec
+        return decoder(feats, scores, self.normalise(image), residual, prior)
 
     def shared_banks(self, feats: Tensor, masks: Tensor) -> SharedBanks:
         """Inference: the banks of the O objects that start on one frame, stored once for all
         (feats 1 x D x h x w from `encode` or `carry`, masks 1 x O x H x W)."""
         return shared_banks(feats, masks)
 
-    def decode_shared(self, feats: Tensor, banks: list[SharedBanks]) -> Tensor:
-        """Inference: `decode_coarse` of one frame for every object, O x 2 x h x w.
+    def shared_scores(self, feats: Tensor, banks: list[SharedBanks]) -> Tensor:
+        """Inference: `scores` of one frame for every object, O x 2 x h x w.
 
         feats: 1 x D x h x w shared by all objects, or O x D x h x w per object (SAM's);
         `banks` cover the objects in order (one entry per frame where objects start).
@@ -209,9 +183,9 @@ class CVOSNet(nn.Module):
         for bank in banks:
             own = feats if feats.shape[0] == 1 else feats[first : first + bank.num_objects]
             out = match_shared(own, bank, self.topk)  # 1 x O_b x 2 or O_b x 1 x 2 (x h x w)
-            scores.append(self.refine(own, out, self.temperature).view(-1, 2, *out.shape[-2:]))
+            scores.append(out.reshape(-1, 2, *out.shape[-2:]))
             first += bank.num_objects
-        return torch.cat(scores)
+        return self.temperature * torch.cat(scores)
 
     def _check_size(self, image: Tensor) -> None:
         height, width = image.shape[-2:]

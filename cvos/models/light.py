@@ -1,7 +1,8 @@
-"""Light strided conv stacks: the tiny encoder and the RSM/SAM encoders are built from them."""
+"""Light conv stacks: the tiny and compact encoders, RSM, SAM and the decoders are built from them."""
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Channel widths of the light encoders used on P-frames: three stride-2 stages reach
@@ -9,13 +10,33 @@ from torch import Tensor, nn
 LIGHT_WIDTHS = (32, 64, 128)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv (no bias: the batch norm has one) -> batch norm -> ReLU."""
+def conv_bn_relu(
+    in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1
+) -> nn.Sequential:
+    """3x3 conv (no bias: the batch norm has one) -> batch norm -> ReLU; the size is kept at
+    stride 1 whatever the dilation."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.Conv2d(
+            in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation,
+            bias=False,
+        ),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
+
+
+class ResidualBlock(nn.Module):
+    """Two dilated 3x3 conv-bn with an identity shortcut: B x C x H x W -> B x C x H x W."""
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *conv_bn_relu(channels, channels, dilation=dilation),
+            *conv_bn_relu(channels, channels, dilation=dilation)[:2],  # no ReLU before the sum
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.body(x))
 
 
 class LightEncoder(nn.Module):

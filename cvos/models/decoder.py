@@ -1,0 +1,114 @@
+"""The mask decoder: matching scores, the codec's mask prior and a fine path, per object.
+
+At 1/8 it reads the frame's features, the top-k matching scores against the first frame and
+the mask prior (what `mask_warp` would output: on P-frames the I-frame's output warped by the
+accumulated motion, on I-frames the previous frame's output). A fine path reads the image, the
+codec residual (where warping went wrong) and the prior at full resolution, so the blocky
+warped boundary can snap to image edges. The output is `logit(prior) + correction` with the
+correction's last conv starting at zero: an untrained decoder reproduces `mask_warp`, and
+training learns only where to depart from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cvos.models.light import conv_bn_relu
+
+PRIOR_CLAMP = 0.02  # prior probabilities are clamped to [c, 1 - c] before the logit
+IMAGE_CHANNELS, RESIDUAL_CHANNELS = 3, 3
+
+
+@dataclass(frozen=True)
+class DecoderWidths:
+    """Channels of the decoder's convs: at 1/8, the fine path at 1/2 and 1/4, the fusion."""
+
+    coarse: int
+    fine2: int
+    fine4: int
+    fuse4: int
+    fuse2: int
+
+
+def upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def boundary_band(prior: Tensor, radius: int) -> Tensor:
+    """N x 1 x H x W {0, 1}: within `radius` pixels of the prior's boundary (dilation minus
+    erosion of prior > 0.5 by a (2 radius + 1) square)."""
+    hard = (prior > 0.5).float()
+    k = 2 * radius + 1
+    dilated = F.max_pool2d(hard, k, 1, radius)
+    eroded = -F.max_pool2d(-hard, k, 1, radius)
+    return dilated - eroded
+
+
+class MaskDecoder(nn.Module):
+    """features, scores, image, residual and prior -> one object's foreground logits.
+
+    `use_prior=False` gives the plain matching decoder with the same refinement (the prior is
+    then 0.5 everywhere and the logits are the correction alone). `band > 0` lets the correction
+    act only within `band` pixels of the prior's boundary.
+    """
+
+    def __init__(
+        self, dim: int, widths: DecoderWidths, *, use_prior: bool = True, band: int = 0
+    ) -> None:
+        super().__init__()
+        self.use_prior = use_prior
+        self.band = band
+        w = widths
+        self.coarse = nn.Sequential(
+            conv_bn_relu(dim + 2 + 1, w.coarse), conv_bn_relu(w.coarse, w.coarse, dilation=2)
+        )
+        self.fine2 = conv_bn_relu(IMAGE_CHANNELS + RESIDUAL_CHANNELS + 1, w.fine2, stride=2)
+        self.fine4 = nn.Sequential(
+            conv_bn_relu(w.fine2, w.fine4, stride=2), conv_bn_relu(w.fine4, w.fine4)
+        )
+        self.fuse4 = conv_bn_relu(w.coarse + w.fine4, w.fuse4)
+        self.fuse2 = conv_bn_relu(w.fuse4 + w.fine2, w.fuse2)
+        self.out = nn.Conv2d(w.fuse2, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(
+        self, feats: Tensor, scores: Tensor, image: Tensor, residual: Tensor, prior: Tensor
+    ) -> Tensor:
+        """feats N x D x h x w; scores N x 2 x h x w ([background, foreground], temperature-
+        scaled); image 1|N x 3 x H x W (normalised) and residual 1|N x 3 x H x W in [-1, 1]:
+        a batch of 1 is shared by the N objects of one frame; prior N x 1 x H x W in [0, 1]
+        -> N x 1 x H x W logits."""
+        if not self.use_prior:
+            prior = torch.full_like(prior, 0.5)
+        size = tuple(prior.shape[-2:])
+        prior8 = F.adaptive_avg_pool2d(prior, feats.shape[-2:])
+        x8 = self.coarse(torch.cat((feats, scores, prior8), dim=1))  # N x C x h x w
+        f2 = self._fine2(image, residual, prior)  # N x F2 x H/2 x W/2
+        f4 = self.fine4(f2)  # N x F4 x H/4 x W/4
+        x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
+        x2 = self.fuse2(torch.cat((upsample(x4, f2.shape[-2:]), f2), dim=1))
+        correction = upsample(self.out(x2), size)  # N x 1 x H x W
+        if self.band > 0:
+            correction = correction * boundary_band(prior, self.band)
+        if not self.use_prior:
+            return correction
+        return torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)) + correction
+
+    def _fine2(self, image: Tensor, residual: Tensor, prior: Tensor) -> Tensor:
+        """The first fine conv on [image, residual, prior]. The conv is linear in its input, so
+        the image and residual part runs once for all objects sharing them and only the prior
+        part per object (the same numbers as the conv of the concatenation)."""
+        conv, *rest = self.fine2
+        shared = F.conv2d(
+            torch.cat((image, residual), dim=1), conv.weight[:, :-1], conv.bias,
+            conv.stride, conv.padding,
+        )  # fmt: skip
+        x = shared + F.conv2d(prior, conv.weight[:, -1:], None, conv.stride, conv.padding)
+        for layer in rest:
+            x = layer(x)
+        return x
