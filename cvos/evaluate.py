@@ -27,6 +27,7 @@ from cvos.evaluation import (
 from cvos.inference import prepare_network
 
 SETTINGS = ("codec", "gop_size", "quality")
+INFERENCE = ("input_size", "iframe_window", "iframe_correction", "bank_cap")
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     propagation = OmegaConf.select(cfg, "model.net.propagation")
     net, config = load_network(cfg.ckpt, variant, propagation)
     requested = {name: cfg.data[name] for name in SETTINGS}
-    config, overridden = with_overrides(config, **requested, input_size=cfg.input_size)
+    knobs = {name: cfg[name] for name in INFERENCE}
+    config, overridden = with_overrides(config, **requested, **knobs)
     data = instantiate(cfg.data, **{name: getattr(config, name) for name in SETTINGS})
     sequences = [replace(s, decode=cfg.decode) for s in data.eval_sequences(cfg.split)]
     if net is not None:

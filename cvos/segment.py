@@ -15,16 +15,14 @@ from omegaconf import DictConfig
 
 from cvos.cli import job_context, run_job
 from cvos.evaluation import load_network, run_record, segment_video, with_overrides
+from cvos.evaluation.settings import OVERRIDABLE
 from cvos.inference import prepare_network
 
 
 def segment(cfg: DictConfig, run_dir: Path) -> dict:
     """Segment the video from its first-frame mask; returns what run.json holds."""
     net, config = load_network(cfg.ckpt, variant=None)
-    config, overridden = with_overrides(
-        config, codec=cfg.codec, gop_size=cfg.gop_size, quality=cfg.quality,
-        input_size=cfg.input_size,
-    )  # fmt: skip
+    config, overridden = with_overrides(config, **{name: cfg[name] for name in OVERRIDABLE})
     if net is not None:
         net = prepare_network(
             net, device=cfg.device, channels_last=cfg.channels_last, compile=cfg.compile

@@ -27,7 +27,7 @@ from cvos.models import (
     warp_mask,
 )
 from cvos.models.cvosnet import fold_batch_norms
-from cvos.models.matching import build_reference, match, match_shared, shared_banks
+from cvos.models.matching import build_reference, capped, match, match_shared, shared_banks
 from cvos.models.propagation import MOTION_SCALE
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -479,25 +479,40 @@ def overlapping_masks() -> Tensor:
     return masks  # object 3 has no pixel: an empty foreground bank
 
 
-@pytest.mark.parametrize("k", [1, 3, 20])
-def test_shared_banks_score_like_per_object_banks(k: int) -> None:
+@pytest.mark.parametrize(("k", "cap"), [(1, None), (3, None), (20, None), (3, 5), (20, 5)])
+def test_shared_banks_score_like_per_object_banks(k: int, cap: int | None) -> None:
     net = tiny_net(topk=k).eval()
     masks = overlapping_masks()
     with torch.inference_mode():
         ref_feats = net.encode(torch.rand(1, 3, SIZE, SIZE))
         target = net.encode(torch.rand(1, 3, SIZE, SIZE))
-        banks = shared_banks(ref_feats, masks)
-        expected = match(target, build_reference(ref_feats, masks), k)  # 1 x 4 x 2 x 8 x 8
+        banks = shared_banks(ref_feats, masks, cap)
+        reference = build_reference(ref_feats, masks, cap)
+        expected = match(target, reference, k)  # 1 x 4 x 2 x 8 x 8
         torch.testing.assert_close(match_shared(target, banks, k), expected)
         per_object = torch.randn(4, 32, 8, 8)  # SAM: every object its own features
-        alone = [match(f[None], build_reference(ref_feats, masks), k)[0, o] for o, f in
-                 enumerate(per_object)]  # fmt: skip
+        alone = [match(f[None], reference, k)[0, o] for o, f in enumerate(per_object)]
         torch.testing.assert_close(match_shared(per_object, banks, k)[:, 0], torch.stack(alone))
+    if cap is not None:
+        assert max(banks.fg_counts + banks.bg_counts) == cap
+        return
     assert banks.keys.shape == (32, 64)  # every reference cell stored once, not once per object
     # groups: background, {0}, {0, 1} (the shared cell), {1}, {1, 2}; object 3 owns none
-    assert sorted(banks.member) == [[False] * 4, *sorted(
+    assert sorted(banks.fg_member) == [[False] * 4, *sorted(
         [[True, False, False, False], [True, True, False, False], [False, True, False, False],
          [False, True, True, False]])]  # fmt: skip
+    assert all(
+        bg == [not m for m in fg] for fg, bg in zip(banks.fg_member, banks.bg_member, strict=True)
+    )
+
+
+def test_capped_banks_keep_evenly_spaced_members() -> None:
+    member = torch.zeros(2, 100, dtype=torch.bool)
+    member[0, 10:90] = True  # 80 members
+    member[1, :3] = True  # fewer than the cap: all kept
+    kept = capped(member, 5)
+    assert kept[0].nonzero()[:, 0].tolist() == [10, 30, 50, 69, 89]
+    assert torch.equal(kept[1], member[1]) and not (kept & ~member).any()
 
 
 def test_shared_scores_equal_scores() -> None:
@@ -506,7 +521,7 @@ def test_shared_scores_equal_scores() -> None:
     with torch.inference_mode():
         feats = net.encode(torch.rand(1, 3, SIZE, SIZE))
         scores = net.scores(feats, net.reference(feats, masks[:, :2]))
-        banks = [net.shared_banks(feats, masks[:, :1]), net.shared_banks(feats, masks[:, 1:2])]
+        banks = [net.shared_banks(feats, masks[:, i : i + 1], None) for i in range(2)]
         torch.testing.assert_close(net.shared_scores(feats, banks), scores[0])
 
 

@@ -18,7 +18,15 @@ from cvos.models import NetConfig, load_net, mask_warp_config
 
 log = logging.getLogger("cvos")
 
-OVERRIDABLE = ("codec", "gop_size", "quality", "input_size")
+OVERRIDABLE = (  # what may differ from training: the codec settings, and inference knobs
+    "codec",
+    "gop_size",
+    "quality",
+    "input_size",
+    "iframe_window",
+    "iframe_correction",
+    "bank_cap",
+)
 
 
 def load_network(

@@ -79,6 +79,7 @@ class PropagatorState:
     key_feats: Tensor | None = None  # 1 x D x h/8 x w/8, the current GOP's I-frame features
     key_probs: Tensor | None = None  # O x 1 x h x w, the I-frame's foreground probabilities
     probs: Tensor | None = None  # O x 1 x h x w, the previous frame's (None after mask warping)
+    prior: Tensor | None = None  # O x 1 x h x w, the previous P-frame's mask prior (warped key)
     residual: Tensor | None = None  # 1 x 3 x h x w, the previous P-frame's accumulated residual
     labels: np.ndarray | None = None  # H x W uint8, the previous frame's output
 
@@ -240,7 +241,7 @@ class Propagator:
         state = self.state
         state.labels, state.probs = labels, probs
         if key or state.key_probs is None:
-            state.key_probs = probs
+            state.key_probs, state.prior = probs, None
         is_p = frame.picture_type == PictureType.P and inputs is not None
         state.residual = inputs.residual_acc if is_p else None
 
@@ -305,23 +306,28 @@ class Propagator:
     def _probs(self, inputs: NetInputs, feats: Tensor, key: bool, size: tuple[int, int]) -> Tensor:
         """Foreground probabilities of every known object: O x 1 x h x w, float32.
 
-        The decoders start from the mask prior: the previous frame's output where the encoder
-        ran (the I-frame decoder), the I-frame's output warped by the accumulated motion on
-        P-frames. Shared features are matched once for all objects, SAM's per object.
+        The decoders start from the mask prior, what mask_warp would hold: on P-frames the
+        I-frame's output warped by the accumulated motion, on I-frames the previous P-frame's
+        prior (the P-frame decoder's outputs never feed forward, so its errors do not compound
+        from GOP to GOP; training draws I-frame priors from the same kind of chains). Shared
+        features are matched once for all objects, SAM's per object.
         """
         iframe = key or self.propagation == "framewise"
         if key:
-            prior = self._previous_probs(size)
+            prior = self.state.prior if self.state.prior is not None else self._previous_probs(size)
             residual = self.state.residual
             if residual is None:
                 residual = torch.zeros_like(inputs.image)
         else:
-            prior = self._warped_prior(inputs)
+            prior = self.state.prior = self._warped_prior(inputs)
             residual = inputs.residual_acc
         scores = self.net.shared_scores(feats, self.state.banks)  # O x 2 x h/8 x w/8
         if feats.shape[0] != scores.shape[0]:
             feats = feats.expand(scores.shape[0], -1, -1, -1)
-        logits = self.net.decode(feats, scores, inputs.image, residual, prior, key=iframe)
+        scale = self.config.iframe_correction if iframe else 1.0
+        logits = self.net.decode(
+            feats, scores, inputs.image, residual, prior, key=iframe, correction_scale=scale
+        )
         return logits.float().sigmoid()
 
     def _warped_prior(self, inputs: NetInputs) -> Tensor:
@@ -353,6 +359,8 @@ class Propagator:
         small = resize_labels(masks, size)
         given = torch.from_numpy(np.stack([small == i for i in ids])[:, None]).float()
         given = given.to(self.device)
+        if self.state.prior is not None:
+            self.state.prior = torch.cat((self.state.prior, given))
         return given if probs is None else torch.cat((probs, given))
 
     def _add_references(
@@ -361,7 +369,7 @@ class Propagator:
         """Banks of the objects that start on this frame, from its shared features."""
         small = resize_labels(labels, size)
         masks = torch.from_numpy(np.stack([small == i for i in ids]))[None].to(self.device)
-        self.state.banks.append(self.net.shared_banks(feats.float(), masks))
+        self.state.banks.append(self.net.shared_banks(feats.float(), masks, self.config.bank_cap))
 
     def _labels(
         self,

@@ -37,7 +37,9 @@ class NetConfig:
     iframe_decoder: tuple[int, ...] = (64, 16, 32, 32, 16)  # DecoderWidths where the encoder ran
     pframe_decoder: tuple[int, ...] = (24, 8, 16, 16, 8)  # DecoderWidths on P-frames
     pframe_band: int = 0  # P-frame corrections only this close to the prior's boundary (px)
+    bank_cap: int | None = None  # reference cells kept per bank, evenly spaced; None: all
     iframe_window: int = 10  # I-frame output kept within the previous mask dilated by this (px)
+    iframe_correction: float = 1.0  # inference: the I-frame decoder's departure from its prior
     input_size: tuple[int, int] | None = None  # [H, W] network input; None: frame size
     gop_size: int = 12  # the codec settings of the training data
     codec: str = "mpeg4"
@@ -112,4 +114,5 @@ def build_net(config: NetConfig) -> CVOSNet:
         iframe_decoder=DecoderWidths(*config.iframe_decoder),
         pframe_decoder=DecoderWidths(*config.pframe_decoder),
         pframe_band=config.pframe_band,
+        bank_cap=config.bank_cap,
     )

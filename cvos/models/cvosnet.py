@@ -19,7 +19,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -41,6 +40,8 @@ from cvos.models.warp import downsample_flow, warp
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_EMBED_DIM = 256  # the paper's embedding; smaller encoders embed in their own width
+IFRAME_DECODER = DecoderWidths(64, 16, 32, 32, 16)  # where the encoder ran
+PFRAME_DECODER = DecoderWidths(24, 8, 16, 16, 8)  # light: it runs on every P-frame
 
 
 @dataclass
@@ -74,9 +75,10 @@ class CVOSNet(nn.Module):
         topk: int = 20,
         temperature: float = 10.0,
         pframe_widths: tuple[int, ...] = (8, 16, 32),
-        iframe_decoder: DecoderWidths = DecoderWidths(64, 16, 32, 32, 16),
-        pframe_decoder: DecoderWidths = DecoderWidths(24, 8, 16, 16, 8),
+        iframe_decoder: DecoderWidths = IFRAME_DECODER,
+        pframe_decoder: DecoderWidths = PFRAME_DECODER,
         pframe_band: int = 0,
+        bank_cap: int | None = None,
     ) -> None:
         super().__init__()
         if topk < 1 or temperature <= 0:
@@ -87,6 +89,7 @@ class CVOSNet(nn.Module):
         self.embed_dim = embed_dim
         self.topk = topk
         self.temperature = temperature
+        self.bank_cap = bank_cap
         self.use_rsm = use_rsm
         self.use_sam = use_sam
         self.project = nn.Conv2d(encoder.out_channels, embed_dim, 1)
@@ -142,11 +145,12 @@ class CVOSNet(nn.Module):
         return feats if self.rsm is None else self.rsm(feats, residual_acc)
 
     def reference(self, feats: Tensor, masks: Tensor) -> Reference:
-        """Foreground/background banks per object from the reference frame.
+        """Foreground/background banks per object from the reference frame, each of at most
+        `bank_cap` cells.
 
         feats B x D x h x w (from `encode`), masks B x O x H x W in {0, 1} at image size.
         """
-        return build_reference(feats, masks)
+        return build_reference(feats, masks, self.bank_cap)
 
     def scores(self, feats: Tensor, ref: Reference) -> Tensor:
         """Temperature-scaled top-k cosine scores, B x O x 2 x h x w ([background, foreground])."""
@@ -161,17 +165,19 @@ class CVOSNet(nn.Module):
         prior: Tensor,
         *,
         key: bool,
+        correction_scale: float = 1.0,
     ) -> Tensor:
         """Foreground logits N x 1 x H x W of one object per row (see `MaskDecoder.forward`):
         with the I-frame decoder where the encoder ran (`key`), else the P-frame decoder.
         image is RGB in [0, 1]; image and residual may have a batch of 1 for N objects."""
         decoder = self.idec if key else self.pdec
-        return decoder(feats, scores, self.normalise(image), residual, prior)
+        return decoder(feats, scores, self.normalise(image), residual, prior, correction_scale)
 
-    def shared_banks(self, feats: Tensor, masks: Tensor) -> SharedBanks:
+    def shared_banks(self, feats: Tensor, masks: Tensor, cap: int | None) -> SharedBanks:
         """Inference: the banks of the O objects that start on one frame, stored once for all
-        (feats 1 x D x h x w from `encode` or `carry`, masks 1 x O x H x W)."""
-        return shared_banks(feats, masks)
+        (feats 1 x D x h x w from `encode` or `carry`, masks 1 x O x H x W), each of at most
+        `cap` cells (the inference setting, which may differ from training's)."""
+        return shared_banks(feats, masks, cap)
 
     def shared_scores(self, feats: Tensor, banks: list[SharedBanks]) -> Tensor:
         """Inference: `scores` of one frame for every object, O x 2 x h x w.

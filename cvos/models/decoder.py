@@ -77,12 +77,18 @@ class MaskDecoder(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(
-        self, feats: Tensor, scores: Tensor, image: Tensor, residual: Tensor, prior: Tensor
+        self,
+        feats: Tensor,
+        scores: Tensor,
+        image: Tensor,
+        residual: Tensor,
+        prior: Tensor,
+        correction_scale: float = 1.0,
     ) -> Tensor:
         """feats N x D x h x w; scores N x 2 x h x w ([background, foreground], temperature-
         scaled); image 1|N x 3 x H x W (normalised) and residual 1|N x 3 x H x W in [-1, 1]:
         a batch of 1 is shared by the N objects of one frame; prior N x 1 x H x W in [0, 1]
-        -> N x 1 x H x W logits."""
+        -> N x 1 x H x W logits. `correction_scale` < 1 trusts the prior more (inference)."""
         if not self.use_prior:
             prior = torch.full_like(prior, 0.5)
         size = tuple(prior.shape[-2:])
@@ -92,7 +98,7 @@ class MaskDecoder(nn.Module):
         f4 = self.fine4(f2)  # N x F4 x H/4 x W/4
         x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
         x2 = self.fuse2(torch.cat((upsample(x4, f2.shape[-2:]), f2), dim=1))
-        correction = upsample(self.out(x2), size)  # N x 1 x H x W
+        correction = correction_scale * upsample(self.out(x2), size)  # N x 1 x H x W
         if self.band > 0:
             correction = correction * boundary_band(prior, self.band)
         if not self.use_prior:

@@ -17,7 +17,12 @@ def conv_bn_relu(
     stride 1 whatever the dilation."""
     return nn.Sequential(
         nn.Conv2d(
-            in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation,
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
             bias=False,
         ),
         nn.BatchNorm2d(out_channels),

@@ -43,11 +43,28 @@ class Reference:
         return self.fg.count.shape[1]
 
 
-def build_reference(feats: Tensor, masks: Tensor) -> Reference:
+def capped(member: Tensor, cap: int | None) -> Tensor:
+    """... x N bool: at most `cap` of each row's members, evenly spaced (all when None).
+
+    A bank of a few hundred reference cells scores as well as all of them (a large object's
+    neighbouring cells are near copies) and matching costs in proportion to its size.
+    """
+    if cap is None:
+        return member
+    count = member.sum(dim=-1, keepdim=True)  # ... x 1
+    rank = member.cumsum(dim=-1) - 1  # 0-based rank of each member along the row
+    step = (count - 1).clamp(min=1) / max(cap - 1, 1)  # members between two kept ones
+    slot = torch.round(rank / step)  # the kept index a member is nearest to
+    chosen = torch.round(slot * step) == rank
+    return member & ((count <= cap) | chosen)
+
+
+def build_reference(feats: Tensor, masks: Tensor, cap: int | None = None) -> Reference:
     """Banks from reference features (B x D x h x w) and masks (B x O x H x W, {0, 1}).
 
     Masks are max-pooled to the feature grid (as the original): a cell touched by the
-    object counts as foreground, every other cell as its background.
+    object counts as foreground, every other cell as its background; each bank keeps at
+    most `cap` cells, evenly spaced (`capped`).
     """
     h, w = feats.shape[-2:]
     height, width = masks.shape[-2:]
@@ -58,7 +75,9 @@ def build_reference(feats: Tensor, masks: Tensor) -> Reference:
         )
     inside = (F.max_pool2d(masks.float(), height // h) > 0.5).flatten(2)  # B x O x N
     keys = F.normalize(feats.flatten(2), dim=1)  # B x D x N
-    return Reference(fg=_gather_bank(keys, inside), bg=_gather_bank(keys, ~inside))
+    return Reference(
+        fg=_gather_bank(keys, capped(inside, cap)), bg=_gather_bank(keys, capped(~inside, cap))
+    )
 
 
 def _gather_bank(keys: Tensor, member: Tensor) -> Bank:
@@ -112,29 +131,31 @@ def match(feats: Tensor, ref: Reference, k: int) -> Tensor:
 class SharedBanks:
     """Every object's banks from one reference frame, for inference on one frame at a time.
 
-    The frame's keys are stored once, their columns ordered by group: the set of objects
-    whose foreground a position lies in. An object's foreground bank is the union of its
-    groups and its background bank the others, so features shared by all objects are matched
-    with one product and one top-k per group, and each object only merges k-long lists.
-    Per-object features (SAM's) need a product per object anyway: `object_keys` holds each
-    object's keys with its foreground first, so its two banks are two column ranges.
+    The frame's kept keys are stored once, their columns ordered by group: the set of banks
+    (object o's foreground, object o's background) a position lies in. An object's banks are
+    unions of groups, so features shared by all objects are matched with one product and one
+    top-k per group, and each object only merges k-long lists. Per-object features (SAM's)
+    need a product per object anyway: `object_keys` holds each object's foreground keys then
+    its background keys (zero-padded to the widest), so its two banks are two column ranges.
     """
 
     keys: Tensor  # D x N L2-normalised reference features, columns ordered by group
     bounds: list[tuple[int, int]]  # G column ranges [start, stop)
-    member: list[list[bool]]  # G x O: group g lies in object o's foreground
-    object_keys: Tensor  # O x D x N: the keys again, each object's foreground columns first
-    fg_counts: list[int]  # O: foreground columns of each object
+    fg_member: list[list[bool]]  # G x O: group g lies in object o's foreground bank
+    bg_member: list[list[bool]]  # G x O: ... in its background bank
+    object_keys: Tensor  # O x D x W: each object's foreground keys, then its background keys
+    fg_counts: list[int]  # O
+    bg_counts: list[int]  # O
 
     @property
     def num_objects(self) -> int:
         return len(self.fg_counts)
 
 
-def shared_banks(feats: Tensor, masks: Tensor) -> SharedBanks:
+def shared_banks(feats: Tensor, masks: Tensor, cap: int | None = None) -> SharedBanks:
     """Banks of O objects from one reference frame: feats 1 x D x h x w, masks 1 x O x H x W.
 
-    Masks are max-pooled to the feature grid as in `build_reference`.
+    Masks are max-pooled to the feature grid and banks capped as in `build_reference`.
     """
     h, w = feats.shape[-2:]
     height, width = masks.shape[-2:]
@@ -143,18 +164,34 @@ def shared_banks(feats: Tensor, masks: Tensor) -> SharedBanks:
             f"reference masks of shape {tuple(masks.shape)} do not fit one {h}x{w} feature grid"
         )
     inside = (F.max_pool2d(masks.float(), height // h) > 0.5)[0].flatten(1)  # O x N
+    fg, bg = capped(inside, cap), capped(~inside, cap)  # O x N each
     keys = F.normalize(feats[0].flatten(1), dim=0)  # D x N
-    signatures, group = torch.unique(inside.T, dim=0, return_inverse=True)  # G x O, N
+    used = (fg | bg).any(dim=0)  # N: positions in some bank
+    signatures, group = torch.unique(torch.cat((fg, bg)).T[used], dim=0, return_inverse=True)
     sizes = torch.bincount(group, minlength=signatures.shape[0]).tolist()
     stops = torch.tensor(sizes).cumsum(0).tolist()
-    fg_first = inside.to(torch.int8).argsort(dim=1, descending=True, stable=True)  # O x N
+    objects = inside.shape[0]
     return SharedBanks(
-        keys=keys[:, group.argsort(stable=True)],
+        keys=keys[:, used][:, group.argsort(stable=True)],
         bounds=[(stop - size, stop) for size, stop in zip(sizes, stops, strict=True)],
-        member=signatures.cpu().tolist(),
-        object_keys=keys[:, fg_first].transpose(0, 1),  # O x D x N
-        fg_counts=inside.sum(dim=1).tolist(),
+        fg_member=signatures[:, :objects].cpu().tolist(),
+        bg_member=signatures[:, objects:].cpu().tolist(),
+        object_keys=_object_keys(keys, fg, bg),
+        fg_counts=fg.sum(dim=1).tolist(),
+        bg_counts=bg.sum(dim=1).tolist(),
     )
+
+
+def _object_keys(keys: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
+    """O x D x W: each object's foreground keys, then its background keys, zero-padded."""
+    columns = [
+        torch.cat((f.nonzero()[:, 0], b.nonzero()[:, 0])) for f, b in zip(fg, bg, strict=True)
+    ]
+    width = max(len(c) for c in columns)
+    out = keys.new_zeros(len(columns), keys.shape[0], width)
+    for o, index in enumerate(columns):
+        out[o, :, : len(index)] = keys[:, index]
+    return out
 
 
 def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
@@ -174,15 +211,16 @@ def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
         tops = [sim[:, a:b].topk(min(k, b - a), dim=-1).values for a, b in banks.bounds]
         for o in range(objects):
             pair = []
-            for foreground in (False, True):
-                lists = [t for t, m in zip(tops, banks.member, strict=True) if m[o] == foreground]
+            for member in (banks.bg_member, banks.fg_member):
+                lists = [t for t, m in zip(tops, member, strict=True) if m[o]]
                 pair.append(_merged_mean(lists, k, sim))
             scores.append(torch.stack(pair))  # 2 x M
     else:
-        for o in range(objects):  # one M x N matrix at a time (16 MB at 256 x 512)
-            sim = query[o] @ banks.object_keys[o]  # M x N, this object's foreground first
-            split = banks.fg_counts[o]
-            bg, fg = ([part] if part.shape[1] else [] for part in (sim[:, split:], sim[:, :split]))
+        for o in range(objects):  # one M x W matrix at a time
+            fg_count, bg_count = banks.fg_counts[o], banks.bg_counts[o]
+            sim = query[o] @ banks.object_keys[o, :, : fg_count + bg_count]  # M x W
+            parts = (sim[:, fg_count:], sim[:, :fg_count])  # background, foreground
+            bg, fg = ([part] if part.shape[1] else [] for part in parts)
             scores.append(torch.stack((_merged_mean(bg, k, sim), _merged_mean(fg, k, sim))))
     out = torch.stack(scores).view(objects, 2, h, w)
     return out[None] if count == 1 else out[:, None]
