@@ -1,4 +1,4 @@
-"""Light conv stacks: the tiny and compact encoders, RSM, SAM and the decoders are built from them."""
+"""Light conv stacks: the tiny and compact encoders, RSM, SAM and the decoders use them."""
 
 from __future__ import annotations
 
