@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from cvos.data import VOSData
+from cvos.codec.motion import warp_labels
+from cvos.data import EvalSequence, VOSData
 from cvos.data.priors import DRIFT_PROBABILITIES, warped_labels
 from cvos.inference import Propagator, StreamTiming, stream
 from cvos.models import mask_warp_config
@@ -63,3 +65,28 @@ def test_samples_read_drifted_priors_and_the_residual_before_their_key(data: VOS
     differ = [float((s.key_prior > 0.5).ne(s.key_mask > 0.5).float().mean()) for s in samples]
     assert max(differ) > 0.01
     assert all(float(s.key_residual.abs().max()) > 0 for s in samples)
+
+
+def test_a_pseudo_iframe_decodes_the_target_with_the_prior_mask_warp_holds_before_it(
+    data: VOSData,
+) -> None:
+    plain = VOSData(
+        name="synthetic", cache_dir=data.cache_dir, gop_size=6, num_workers=0,
+        prepare_workers=1, synthetic=TINY,
+        augment={"reference": {}, "clip": {}, "pseudo_iframes": 1.0, "perturb": 0.0,
+                 "true_key_prior": 1.0},
+    )  # fmt: skip
+    dataset = plain.training_set()
+    index = next(i for i, c in enumerate(dataset.candidates) if c.target - c.key == 4)
+    candidate = dataset.candidates[index]
+    sample = dataset[index, candidate.references[0], 0]
+    assert int(sample.gop_position) == 0  # no P-frame target: the I-frame decoder alone
+    assert torch.equal(sample.key_image, sample.target_image)
+    assert torch.equal(sample.key_mask, sample.target_mask)
+    prepared = plain.open_split("train")[candidate.sequence]
+    frames = list(EvalSequence(**{**vars(plain.eval_sequences("train")[0]), "prepared": prepared,
+                                  "decode": True}).frames())  # fmt: skip
+    expected = warp_labels(prepared.label(candidate.key), frames[candidate.target - 1].mv_acc)
+    expected = expected == candidate.object_id  # the whole frame: no crop, no augmentation
+    np.testing.assert_array_equal(sample.key_prior[0].numpy() > 0.5, expected)
+    assert sample.key_residual.abs().max() > 0

@@ -6,7 +6,8 @@ from an earlier ground truth: `cvos.data.priors`) and the residual of frame g - 
 warp went wrong); t's accumulated motion vectors and residual back to g, t's plain motion
 vectors, t's mask prior (g's ground truth or the drifted prior, moved by t's vectors, as
 mask_warp would), a Gaussian location prior of that mask for SAM, and t's mask. I-frames are
-targets too (gop_position 0), so the encoder path trains on its own output.
+targets too (gop_position 0), so the encoder path trains on its own output, and so is, for a
+share of the samples, the target itself decoded as an I-frame ("pseudo I-frame").
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class TrainAugment:
     prior_scale: float = 1.4  # Gaussian spread scaled log-uniformly by 1/s .. s
     true_key_prior: float = 0.5  # how often a P-frame's prior starts from its key's truth
     perturb: float = 0.3  # how often a mask prior is dilated or eroded by 3, 5 or 7 px
+    pseudo_iframes: float = 0.3  # how often a P-frame target is decoded as an I-frame instead
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,8 @@ class TrainDataset(Dataset):
             return self._sample(self.candidates[index], reference, np.random.default_rng(seed))
 
     def _sample(self, candidate: Candidate, reference: int, rng: np.random.Generator) -> TrainBatch:
-        clip = self._clip(candidate, rng)
+        pseudo = candidate.target != candidate.key and rng.random() < self.augment.pseudo_iframes
+        clip = self._pseudo_iframe(candidate, rng) if pseudo else self._clip(candidate, rng)
         ref_image, ref_mask = self._reference(candidate, reference, rng)
         key_prior = self._perturbed(clip.priors[0:1], rng)
         target_prior = self._perturbed(clip.priors[1:2], rng)
@@ -179,12 +182,12 @@ class TrainDataset(Dataset):
             key_residual=clip.key_residual,
             target_image=clip.target.image,
             target_mask=clip.masks[1:2],
-            target_prior=key_prior if candidate.target == candidate.key else target_prior,
+            target_prior=target_prior if clip.moves else key_prior,
             mv_acc=clip.target.mv_acc,
             residual_acc=clip.target.residual_acc,
             mv=clip.target.mv,
             gauss=self._gauss(target_prior, rng),
-            gop_position=torch.tensor(candidate.target - candidate.key),
+            gop_position=torch.tensor(candidate.target - candidate.key if clip.moves else 0),
         )
 
     def affine(self, candidate: Candidate, augment: Augment, rng: np.random.Generator) -> Affine:
@@ -219,7 +222,34 @@ class TrainDataset(Dataset):
             target=target,
             masks=transform_masks(masks, affine),
             priors=sample_bilinear([p[..., None] for p in priors], affine),
+            moves=candidate.target != candidate.key,
         )
+
+    def _pseudo_iframe(self, candidate: Candidate, rng: np.random.Generator) -> ClipTensors:
+        """The target as if it were an I-frame: encoded and decoded by the I-frame decoder with
+        the prior mask_warp would hold at the frame before it (from its GOP's true or drifted
+        key mask) and that frame's residual. Every frame becomes a lesson for the I-frame
+        decoder, not only the few I-frames of a dataset; the sample has no P-frame target."""
+        sequence = self.sequences[candidate.sequence]
+        affine = self.affine(candidate, self.augment.clip, rng)
+        before = self.frames.frame(candidate.sequence, candidate.target - 1)
+        frame = self.frames.frame(candidate.sequence, candidate.target)
+        key_labels, drifted = self._key_priors(candidate, rng)
+        start = key_labels if rng.random() < self.augment.true_key_prior else drifted
+        prior = _binary(warp_labels(start, _int32(before.mv_acc)), candidate.object_id)
+        image = frame_inputs(frame, affine, ("image",)).image
+        residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+        mask = transform_masks(
+            [_binary(sequence.label(candidate.target), candidate.object_id)], affine
+        )
+        still = NetInputs(
+            image=image,
+            mv=torch.zeros(2, *image.shape[1:]),
+            mv_acc=torch.zeros(2, *image.shape[1:]),
+            residual_acc=torch.zeros_like(residual),
+        )
+        priors = sample_bilinear([prior[..., None]], affine).expand(2, -1, -1)
+        return ClipTensors(image, residual, still, mask.expand(2, -1, -1), priors, moves=False)
 
     def _key_priors(self, candidate: Candidate, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """The key's true label map and a drifted one (mask_warp from an earlier I-frame's
@@ -270,6 +300,7 @@ class ClipTensors:
     target: NetInputs
     masks: Tensor  # 2 x h x w {0, 1}: key, target
     priors: Tensor  # 2 x h x w [0, 1]: key's drifted prior, target's prior
+    moves: bool  # the target is a P-frame reached by motion (else it is the key itself)
 
 
 def _int32(vectors: np.ndarray) -> np.ndarray:
