@@ -21,9 +21,9 @@ from cvos.codec.synthetic import SyntheticVideo, moving_square_video
 from cvos.errors import DataError
 from cvos.evaluation.writer import MaskWriter
 from cvos.inference import Propagator, merge_objects
-from cvos.inference.propagator import dilate
 from cvos.metrics import region_similarity
 from cvos.models import CVOSNet, NetConfig, build_net, mask_warp_config, soft_aggregate, warp_mask
+from cvos.models.geometry import dilate
 
 FRAMES, HEIGHT, WIDTH = 24, 128, 224
 REPO = Path(__file__).resolve().parents[1]

@@ -27,6 +27,7 @@ from cvos.models import (
     warp_mask,
 )
 from cvos.models.cvosnet import fold_batch_norms
+from cvos.models.decoder import boundary_band
 from cvos.models.matching import build_reference, capped, match, match_shared, shared_banks
 from cvos.models.propagation import MOTION_SCALE
 
@@ -416,6 +417,17 @@ def test_the_p_frame_band_confines_corrections_to_the_priors_boundary() -> None:
     changed = (logits - base).abs() > 1e-4
     assert changed[16, 20] and changed[13, 20]  # on and just outside the top edge
     assert not changed[30, 24] and not changed[5, 5]  # deep inside, far outside
+
+
+def test_the_band_equals_max_pool_dilation_minus_erosion_up_to_the_frame_border() -> None:
+    prior = (torch.rand(2, 1, 5, 9) > 0.5).float()
+    prior = F.interpolate(prior, size=(40, 72)) * 0.9 + 0.05  # blocks touching the border
+    hard = (prior > 0.5).float()
+    for radius in (1, 6):
+        k = 2 * radius + 1
+        pooled = F.max_pool2d(hard, k, 1, radius) + F.max_pool2d(-hard, k, 1, radius)
+        assert pooled.sum() > 0
+        torch.testing.assert_close(boundary_band(prior, radius), pooled, rtol=0, atol=0)
 
 
 def test_without_the_prior_the_decoder_is_a_matching_decoder() -> None:

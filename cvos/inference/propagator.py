@@ -30,6 +30,7 @@ from cvos.errors import ConfigError, DataError
 from cvos.models import (
     NetConfig,
     NetInputs,
+    dilate,
     frame_inputs,
     gaussian_prior,
     resize_affine,
@@ -125,19 +126,6 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """H x W label map -> h x w, nearest pixel (a resize is separable: one gather per axis)."""
     rows, cols = _nearest_rows_cols(labels.shape, size)
     return labels[rows[:, None], cols]
-
-
-def dilate(masks: Tensor, radius: int) -> Tensor:
-    """... x h x w {0, 1} masks dilated by a (2 radius + 1) square, {0, 1} float32.
-
-    Counts the mask's pixels in every square with a summed-area table: four lookups a pixel
-    whatever the radius (a max-pool compares (2 radius + 1)^2 pixels; exact up to 2^24 pixels).
-    """
-    k = 2 * radius + 1
-    padded = F.pad(masks.float(), (radius + 1, radius, radius + 1, radius))  # leading zero row
-    table = padded.cumsum(-1).cumsum(-2)
-    box = table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]
-    return (box > 0.5).float()
 
 
 def merge_objects(logits: Tensor, ids: list[int], window: Tensor | None = None) -> np.ndarray:

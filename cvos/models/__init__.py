@@ -9,7 +9,7 @@ from cvos.models.checkpoint import load_net, read_checkpoint, save_net
 from cvos.models.config import PROPAGATIONS, NetConfig, build_net, mask_warp_config
 from cvos.models.cvosnet import CVOSNet, Propagated
 from cvos.models.encoder import Encoder
-from cvos.models.geometry import Affine, resize_affine, sample_nearest
+from cvos.models.geometry import Affine, dilate, resize_affine, sample_nearest
 from cvos.models.inputs import FIELDS, NetInputs, frame_inputs
 from cvos.models.matching import EMPTY_BANK_SCORE, Bank, Reference, soft_aggregate, topk_mean
 from cvos.models.prior import gaussian_prior
@@ -32,6 +32,7 @@ __all__ = [
     "Reference",
     "build_encoder",
     "build_net",
+    "dilate",
     "downsample_flow",
     "frame_inputs",
     "gaussian_prior",
