@@ -16,23 +16,23 @@ $(STAMP): pyproject.toml cvos/codec/_kernels.c
 install: $(STAMP)  ## install torch (pinned) and cvos with dev extras
 
 # OpenMP threads that busy-wait make small PyTorch ops 10-100x slower when the cores are shared.
-TEST_ENV := OMP_WAIT_POLICY=PASSIVE
+RUN_ENV := OMP_WAIT_POLICY=PASSIVE
 
 test: $(STAMP)  ## the fast lane: unit tests and in-process runs (about a minute)
-	$(TEST_ENV) $(PYTHON) -m pytest -q -m "not slow"
+	$(RUN_ENV) $(PYTHON) -m pytest -q -m "not slow"
 
 test-all: $(STAMP)  ## every test, the slow end-to-end runs included (what CI runs)
-	$(TEST_ENV) $(PYTHON) -m pytest -q
+	$(RUN_ENV) $(PYTHON) -m pytest -q
 
 train: $(STAMP)  ## train the default model on the embedded synthetic dataset
-	$(PYTHON) -m cvos.train
+	$(RUN_ENV) $(PYTHON) -m cvos.train
 
 bench: $(STAMP)  ## run every benchmark script and print the figures
-	$(PYTHON) scripts/bench_codec.py
-	$(PYTHON) scripts/bench_data.py
-	$(PYTHON) scripts/bench_model.py
-	$(PYTHON) scripts/bench_evaluate.py
-	$(PYTHON) scripts/bench_segment.py
+	$(RUN_ENV) $(PYTHON) scripts/bench_codec.py
+	$(RUN_ENV) $(PYTHON) scripts/bench_data.py
+	$(RUN_ENV) $(PYTHON) scripts/bench_model.py
+	$(RUN_ENV) $(PYTHON) scripts/bench_evaluate.py
+	$(RUN_ENV) $(PYTHON) scripts/bench_segment.py
 
 format: $(STAMP)  ## format the code in place
 	$(PYTHON) -m ruff format cvos tests scripts

@@ -26,6 +26,8 @@ SCORES = {  # metrics.json key -> what validation logs
     "mask_warp_J&F": "val/mask_warp_J&F",
     "copy_baseline_J&F": "val/copy_baseline_J&F",
     "fps": "val/fps",
+    "ms_per_iframe": "val/ms_per_iframe",
+    "ms_per_pframe": "val/ms_per_pframe",
 }
 
 

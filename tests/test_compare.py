@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from cvos.reporting import RunRecord, Scores, compare, markdown_table, read_swee
 from cvos.reporting.runs import NO_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-CSV_COLUMNS = ["run", "model", "J&F", "J", "F", "fps", "params", "status", "error"]
+CSV_COLUMNS = ["run", "model", "J&F", "J", "F", "fps", "I ms", "P ms", "params", "status", "error"]
 OK_JOBS = {  # model -> (J&F, fps, params)
     "warp": (0.612, 95.0, 1_234_567),
     "rsm_sam": (0.781, 41.5, 2_345_678),
@@ -48,6 +49,8 @@ def ok_metrics(jf: float, fps: float, params: int) -> dict[str, Any]:
         "F": jf - 0.01,
         "copy_baseline_J&F": 0.4,
         "fps": fps,
+        "ms_per_iframe": 1000 / fps * 3,
+        "ms_per_pframe": 1000 / fps / 2,
         "params": params,
         "checkpoint": "last.ckpt",
     }
@@ -92,7 +95,8 @@ def test_read_sweep_reports_every_job_with_its_outcome(sweep: Path) -> None:
         "experiment": "ablation_modules",
         "data.gop_size": "12",
     }
-    assert runs[1].scores == Scores(jf=0.781, j=0.791, f=0.771, fps=41.5, params=2_345_678)
+    expected = Scores(jf=0.781, j=0.791, f=0.771, fps=41.5, params=2_345_678)
+    assert runs[1].scores == replace(expected, iframe_ms=3000 / 41.5, pframe_ms=500 / 41.5)
     assert runs[3].error == FAILED_ERROR
     assert runs[4].error == NO_METRICS
 
@@ -121,6 +125,8 @@ def test_cli_writes_markdown_csv_and_png(
     assert float(rows[0]["J&F"]) == pytest.approx(0.802)
     assert float(rows[2]["fps"]) == pytest.approx(95.0)
     assert int(rows[1]["params"]) == 2_345_678
+    assert float(rows[2]["I ms"]) == pytest.approx(3000 / 95.0)
+    assert float(rows[2]["P ms"]) == pytest.approx(500 / 95.0)
     assert [(row["status"], row["error"]) for row in rows[3:]] == [
         ("failed", FAILED_ERROR),
         ("failed", NO_METRICS),
@@ -130,7 +136,7 @@ def test_cli_writes_markdown_csv_and_png(
     markdown = (out / "comparison.md").read_text()
     table_rows = [line for line in markdown.splitlines() if line.startswith(f"| {sweep.name}/")]
     assert len(table_rows) == 5
-    assert "| 0.802 | 0.812 | 0.792 | 8.2 | 3,456,789 | ok |" in table_rows[0]
+    assert "| 0.802 | 0.812 | 0.792 | 8.2 | 365.9 | 61.0 | 3,456,789 | ok |" in table_rows[0]
     assert FAILED_ERROR in table_rows[3] and NO_METRICS in table_rows[4]
     assert "experiment" not in markdown and "data.gop_size" not in markdown
     assert "2 failed run(s)" in markdown

@@ -278,7 +278,8 @@ class TrainDataset(Dataset):
             return prior
         k = int(rng.choice([3, 5, 7]))
         sign = 1.0 if rng.random() < 0.5 else -1.0
-        return sign * F.max_pool2d(sign * prior[None], k, 1, k // 2)[0]
+        rows = F.max_pool2d(sign * prior[None], (k, 1), 1, (k // 2, 0))  # a square max is
+        return sign * F.max_pool2d(rows, (1, k), 1, (0, k // 2))[0]  # a row max of column maxes
 
     def _gauss(self, prior: Tensor, rng: np.random.Generator) -> Tensor:
         """1 x h x w Gaussian location prior of a mask, after a random erosion or dilation and

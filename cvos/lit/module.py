@@ -72,6 +72,8 @@ class CVOSLitModule(pl.LightningModule):
         self.val_copy_jf = DavisJF()
         self.val_frames = MeanMetric()  # frames per validation video, and seconds it took, for fps
         self.val_seconds = MeanMetric()
+        self.val_iframe_ms = MeanMetric()  # per frame, over every I-frame (P-frame) of the videos
+        self.val_pframe_ms = MeanMetric()
 
     def forward_train(self, batch: TrainBatch) -> TrainOutputs:
         """Key (I-frame) and target outputs, both matched against the reference frame."""
@@ -138,6 +140,12 @@ class CVOSLitModule(pl.LightningModule):
         self.val_copy_jf.update(sequence.copy_first_masks(), sequence.gt_masks, sequence.object_ids)
         self.val_frames.update(timing.frames)
         self.val_seconds.update(timing.total_s)
+        for metric, seconds in (
+            (self.val_iframe_ms, timing.iframe_s),
+            (self.val_pframe_ms, timing.pframe_s),
+        ):
+            if seconds:
+                metric.update(1000 * sum(seconds) / len(seconds), weight=len(seconds))
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_jf.compute()
@@ -147,8 +155,10 @@ class CVOSLitModule(pl.LightningModule):
         self.log("val/mask_warp_J&F", self.val_mask_warp_jf.compute()["J&F-Mean"])
         self.log("val/copy_baseline_J&F", self.val_copy_jf.compute()["J&F-Mean"])
         self.log("val/fps", self.val_frames.compute() / self.val_seconds.compute().clamp_min(1e-9))
-        metrics = (self.val_jf, self.val_mask_warp_jf, self.val_copy_jf)
-        for metric in (*metrics, self.val_frames, self.val_seconds):
+        self.log("val/ms_per_iframe", self.val_iframe_ms.compute())
+        self.log("val/ms_per_pframe", self.val_pframe_ms.compute())
+        metrics = (self.val_jf, self.val_mask_warp_jf, self.val_copy_jf, self.val_iframe_ms)
+        for metric in (*metrics, self.val_pframe_ms, self.val_frames, self.val_seconds):
             metric.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:

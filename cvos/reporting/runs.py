@@ -20,6 +20,7 @@ from cvos.errors import ConfigError, DataError
 
 NO_METRICS = "no metrics.json (the job did not finish)"
 SCORE_KEYS = ("J&F", "J", "F", "fps")
+FRAME_MS_KEYS = ("ms_per_iframe", "ms_per_pframe")  # optional: runs before 0.3 lack them
 WANDB_PREFIX = "final/"  # cvos.train logs its final validation scores under this prefix
 
 
@@ -32,6 +33,8 @@ class Scores:
     f: float
     fps: float
     params: int | None  # None when the source did not record it
+    iframe_ms: float | None = None  # mean ms per I-frame and P-frame (None: not recorded)
+    pframe_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,14 @@ def scores_from(values: Mapping[str, Any], prefix: str, where: str) -> Scores:
     if missing:
         raise DataError(f"{where} has no {', '.join(missing)}")
     params = values.get(prefix + "params")
+    times = [values.get(prefix + key) for key in FRAME_MS_KEYS]
     try:
         numbers = [float(values[prefix + key]) for key in SCORE_KEYS]
-        return Scores(*numbers, params=None if params is None else int(params))
+        iframe_ms, pframe_ms = (None if t is None else float(t) for t in times)
+        return Scores(
+            *numbers, params=None if params is None else int(params),
+            iframe_ms=iframe_ms, pframe_ms=pframe_ms,
+        )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise DataError(f"{where} has a score that is not a number: {err}") from err
 

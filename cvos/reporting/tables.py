@@ -11,7 +11,7 @@ from typing import Any
 from cvos.files import atomic_path
 from cvos.reporting.runs import SCORE_KEYS, RunRecord
 
-COLUMNS_AFTER_OVERRIDES = ("J&F", "J", "F", "fps", "params", "status", "error")
+COLUMNS_AFTER_OVERRIDES = ("J&F", "J", "F", "fps", "I ms", "P ms", "params", "status", "error")
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,18 @@ def build_table(comparison: Comparison) -> _Table:
         else:
             overrides = [" ".join(f"{key}={value}" for key, value in run.overrides.items())]
         s = run.scores
-        scores = [s.jf, s.j, s.f, s.fps, s.params] if s else [None] * 5
+        scores = [s.jf, s.j, s.f, s.fps, s.iframe_ms, s.pframe_ms, s.params] if s else [None] * 7
         table.rows.append([run.name, *overrides, *scores, run.status, run.error or None])
     return table
 
 
 def _markdown_cell(column: str, value: Any) -> str:
-    """Scores with 3 decimals, fps with 1, params with thousands separators; `|` escaped."""
+    """Scores with 3 decimals, fps and ms with 1, params with thousands separators; `|` escaped."""
     if value is None:
         return "-"
     if column in ("J&F", "J", "F"):
         return f"{value:.3f}"
-    if column == "fps":
+    if column in ("fps", "I ms", "P ms"):
         return f"{value:.1f}"
     if column == "params":
         return f"{value:,}"
@@ -78,7 +78,7 @@ def _markdown_cell(column: str, value: Any) -> str:
 def markdown_table(comparison: Comparison) -> str:
     """The comparison as a GitHub-flavoured Markdown table, numbers right-aligned."""
     table = build_table(comparison)
-    numeric = set(SCORE_KEYS) | {"params"}
+    numeric = set(SCORE_KEYS) | {"I ms", "P ms", "params"}
     align = ["---:" if column in numeric else "---" for column in table.header]
     lines = ["| " + " | ".join(table.header) + " |", "| " + " | ".join(align) + " |"]
     for row in table.rows:
@@ -99,7 +99,8 @@ def markdown_report(comparison: Comparison, source: str) -> str:
         "",
         markdown_table(comparison),
         "",
-        "J&F, J, F: validation scores; fps: frames per second; params: model parameters.",
+        "J&F, J, F: validation scores; fps: frames per second; I ms, P ms: time per I-frame and "
+        "P-frame; params: model parameters.",
     ]
     if failed:
         lines.append(
