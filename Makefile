@@ -3,7 +3,7 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 STAMP := .cache/installed.stamp
 
-.PHONY: help install test test-all train bench format lint clean
+.PHONY: help install test test-all train davis16 bench format lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
@@ -26,6 +26,13 @@ test-all: $(STAMP)  ## every test, the slow end-to-end runs included (what CI ru
 
 train: $(STAMP)  ## train the default model on the embedded synthetic dataset
 	$(RUN_ENV) $(PYTHON) -m cvos.train
+
+DAVIS ?= ../shared/data/davis2016
+RECIPE_RUN := outputs/davis16_cpu/recipe
+
+davis16: $(STAMP)  ## the DAVIS-2016 CPU recipe from scratch (DAVIS=<folder>), exported to models/
+	$(RUN_ENV) $(PYTHON) -m cvos.train experiment=davis16_cpu data.root=$(DAVIS) hydra.run.dir=$(RECIPE_RUN)
+	$(PYTHON) -m cvos.export ckpt=$(RECIPE_RUN)/checkpoints/last.ckpt out=models/davis16_cpu.pt
 
 bench: $(STAMP)  ## run every benchmark script and print the figures
 	$(RUN_ENV) $(PYTHON) scripts/bench_codec.py
