@@ -6,7 +6,7 @@ STAMP := .cache/installed.stamp
 .PHONY: help install test test-all train davis16 bench format lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml cvos/codec/_kernels.c
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
