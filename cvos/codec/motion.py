@@ -113,11 +113,13 @@ def subtract_warped(image: np.ndarray, reference: np.ndarray, vectors: np.ndarra
 def warp_labels(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """H x W uint8 `labels[p - vectors[p]]`: a label map moved by whole-pixel motion, exactly.
 
-    `vectors` (H x W x 2 int32) may be a crop of a larger field (its rows need not be
-    adjacent); sources outside the frame take the nearest border pixel.
+    `vectors` (H x W x 2 integers; int32 is read in place) may be a crop of a larger field
+    (its rows need not be adjacent); sources outside the frame take the nearest border pixel.
     """
     height, width = labels.shape
     _check_shape("vectors", vectors, (height, width, 2))
+    if vectors.dtype != np.int32 and np.issubdtype(vectors.dtype, np.integer):
+        vectors = vectors.astype(np.int32)  # e.g. the int16 of stored arrays
     if vectors.dtype != np.int32 or vectors.strides[1:] != (8, 4) or vectors.strides[0] % 4:
         raise ValueError("vectors: expected int32 with (dx, dy) pairs adjacent in each row")
     labels = np.ascontiguousarray(labels, np.uint8)

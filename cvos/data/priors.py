@@ -75,10 +75,6 @@ def warped_labels(
                 if frame.index in meta.objects:
                     running[frame.index] = (np.ascontiguousarray(prepared.label(frame.index)), 0)
                 continue
-            vectors = _int32(frame.mv[:height, :width])
+            vectors = frame.mv[:height, :width]
             running = {s: (warp_labels(m, vectors), e) for s, (m, e) in running.items()}
     return result
-
-
-def _int32(vectors: np.ndarray) -> np.ndarray:
-    return vectors if vectors.dtype == np.int32 else vectors.astype(np.int32)

@@ -212,7 +212,7 @@ class TrainDataset(Dataset):
             before = self.frames.frame(candidate.sequence, candidate.key - 1)
             key_residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
-        target_labels = warp_labels(start, _int32(target_frame.mv_acc))
+        target_labels = warp_labels(start, target_frame.mv_acc)
         frames = (candidate.key, candidate.target)
         masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
         priors = [_binary(m, candidate.object_id) for m in (drifted, target_labels)]
@@ -236,7 +236,7 @@ class TrainDataset(Dataset):
         frame = self.frames.frame(candidate.sequence, candidate.target)
         key_labels, drifted = self._key_priors(candidate, rng)
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
-        prior = _binary(warp_labels(start, _int32(before.mv_acc)), candidate.object_id)
+        prior = _binary(warp_labels(start, before.mv_acc), candidate.object_id)
         image = frame_inputs(frame, affine, ("image",)).image
         residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
         mask = transform_masks(
@@ -302,10 +302,6 @@ class ClipTensors:
     masks: Tensor  # 2 x h x w {0, 1}: key, target
     priors: Tensor  # 2 x h x w [0, 1]: key's drifted prior, target's prior
     moves: bool  # the target is a P-frame reached by motion (else it is the key itself)
-
-
-def _int32(vectors: np.ndarray) -> np.ndarray:
-    return vectors if vectors.dtype == np.int32 else vectors.astype(np.int32)
 
 
 @contextmanager

@@ -128,6 +128,12 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return labels[rows[:, None], cols]
 
 
+def object_masks(labels: np.ndarray, ids: list[int], size: tuple[int, int]) -> np.ndarray:
+    """O x h x w bool: each object's pixels in `labels` (H x W) resized to `size`."""
+    small = resize_labels(labels, size)
+    return np.stack([small == i for i in ids])
+
+
 def merge_objects(logits: Tensor, ids: list[int], window: Tensor | None = None) -> np.ndarray:
     """Label map from per-object foreground-minus-background logits (O x H x W).
 
@@ -287,8 +293,8 @@ class Propagator:
 
     def _gaussians(self, size: tuple[int, int]) -> Tensor:
         """Gaussian location priors of the objects in the previous label map: O x 1 x h x w."""
-        labels = resize_labels(self.state.labels, size)
-        priors = np.stack([gaussian_prior(labels == i) for i in self.state.object_ids])
+        masks = object_masks(self.state.labels, self.state.object_ids, size)
+        priors = np.stack([gaussian_prior(mask) for mask in masks])
         return torch.from_numpy(priors)[:, None].to(self.device, memory_format=self.memory_format)
 
     def _probs(self, inputs: NetInputs, feats: Tensor, key: bool, size: tuple[int, int]) -> Tensor:
@@ -334,8 +340,7 @@ class Propagator:
         map's objects."""
         if self.state.probs is not None:
             return self.state.probs
-        small = resize_labels(self.state.labels, size)
-        masks = np.stack([small == i for i in self.state.object_ids])[:, None]
+        masks = object_masks(self.state.labels, self.state.object_ids, size)[:, None]
         return torch.from_numpy(masks).to(self.device, torch.float32)
 
     def _with_new_objects(
@@ -344,8 +349,7 @@ class Propagator:
         """The probabilities with the objects starting here appended: their given masks."""
         if self.net is None:
             return None
-        small = resize_labels(masks, size)
-        given = torch.from_numpy(np.stack([small == i for i in ids])[:, None]).float()
+        given = torch.from_numpy(object_masks(masks, ids, size)[:, None]).float()
         given = given.to(self.device)
         if self.state.prior is not None:
             self.state.prior = torch.cat((self.state.prior, given))
@@ -355,8 +359,7 @@ class Propagator:
         self, labels: np.ndarray, ids: list[int], feats: Tensor, size: tuple[int, int]
     ) -> None:
         """Banks of the objects that start on this frame, from its shared features."""
-        small = resize_labels(labels, size)
-        masks = torch.from_numpy(np.stack([small == i for i in ids]))[None].to(self.device)
+        masks = torch.from_numpy(object_masks(labels, ids, size))[None].to(self.device)
         self.state.banks.append(self.net.shared_banks(feats.float(), masks, self.config.bank_cap))
 
     def _labels(
@@ -384,8 +387,7 @@ class Propagator:
         Dilated at the network's resolution (as the masks it was trained on), then brought to
         the frame's size by nearest pixel.
         """
-        small = resize_labels(self.state.labels, size)  # h x w
-        present = torch.from_numpy(np.stack([small == i for i in self.state.object_ids]))
+        present = torch.from_numpy(object_masks(self.state.labels, self.state.object_ids, size))
         present = present.to(self.device, torch.float32)  # O x h x w
         dilated = dilate(present, self.config.iframe_window)
         dilated[present.flatten(1).amax(dim=1) == 0] = 1.0
@@ -403,5 +405,4 @@ class Propagator:
         """
         if self.state.labels is None or not self.state.object_ids:
             return np.zeros(frame_size, np.uint8)
-        mv = frame.mv if frame.mv.dtype == np.int32 else frame.mv.astype(np.int32)
-        return warp_labels(self.state.labels, mv)
+        return warp_labels(self.state.labels, frame.mv)

@@ -59,6 +59,19 @@ def capped(member: Tensor, cap: int | None) -> Tensor:
     return member & ((count <= cap) | chosen)
 
 
+def grid_cells(masks: Tensor, grid: tuple[int, int]) -> Tensor:
+    """B x O x (h w) bool: the feature cells each mask (B x O x H x W, {0, 1}) touches, a max-pool
+    to the h x w grid, so one object pixel makes its cell foreground (as the original)."""
+    h, w = grid
+    height, width = masks.shape[-2:]
+    if height % h or width % w or height // h != width // w:
+        raise DataError(
+            f"reference mask of size {height}x{width} is not a whole multiple of "
+            f"the {h}x{w} feature grid"
+        )
+    return (F.max_pool2d(masks.float(), height // h) > 0.5).flatten(2)
+
+
 def build_reference(feats: Tensor, masks: Tensor, cap: int | None = None) -> Reference:
     """Banks from reference features (B x D x h x w) and masks (B x O x H x W, {0, 1}).
 
@@ -66,14 +79,7 @@ def build_reference(feats: Tensor, masks: Tensor, cap: int | None = None) -> Ref
     object counts as foreground, every other cell as its background; each bank keeps at
     most `cap` cells, evenly spaced (`capped`).
     """
-    h, w = feats.shape[-2:]
-    height, width = masks.shape[-2:]
-    if height % h or width % w or height // h != width // w:
-        raise DataError(
-            f"reference mask of size {height}x{width} is not a whole multiple of "
-            f"the {h}x{w} feature grid"
-        )
-    inside = (F.max_pool2d(masks.float(), height // h) > 0.5).flatten(2)  # B x O x N
+    inside = grid_cells(masks, feats.shape[-2:])  # B x O x N
     keys = F.normalize(feats.flatten(2), dim=1)  # B x D x N
     return Reference(
         fg=_gather_bank(keys, capped(inside, cap)), bg=_gather_bank(keys, capped(~inside, cap))
@@ -157,13 +163,9 @@ def shared_banks(feats: Tensor, masks: Tensor, cap: int | None = None) -> Shared
 
     Masks are max-pooled to the feature grid and banks capped as in `build_reference`.
     """
-    h, w = feats.shape[-2:]
-    height, width = masks.shape[-2:]
-    if masks.shape[0] != 1 or height % h or width % w or height // h != width // w:
-        raise DataError(
-            f"reference masks of shape {tuple(masks.shape)} do not fit one {h}x{w} feature grid"
-        )
-    inside = (F.max_pool2d(masks.float(), height // h) > 0.5)[0].flatten(1)  # O x N
+    if masks.shape[0] != 1:
+        raise DataError(f"reference masks of shape {tuple(masks.shape)}: expected one frame")
+    inside = grid_cells(masks, feats.shape[-2:])[0]  # O x N
     fg, bg = capped(inside, cap), capped(~inside, cap)  # O x N each
     keys = F.normalize(feats[0].flatten(1), dim=0)  # D x N
     used = (fg | bg).any(dim=0)  # N: positions in some bank
