@@ -27,7 +27,7 @@ from cvos.models import (
     warp_mask,
 )
 from cvos.models.cvosnet import fold_batch_norms
-from cvos.models.decoder import boundary_band
+from cvos.models.decoder import DecoderWidths, boundary_band, cell_band
 from cvos.models.matching import build_reference, capped, match, match_shared, shared_banks
 from cvos.models.propagation import MOTION_SCALE
 
@@ -42,6 +42,11 @@ def _seed() -> None:
 
 def tiny_net(**kwargs: object) -> CVOSNet:
     return CVOSNet(build_encoder("tiny"), embed_dim=32, **kwargs)
+
+
+# The DAVIS recipe's P-frame path: a decoder whose fine path starts at 1/4, RSM and SAM reading
+# their inputs pooled to 1/2.
+LIGHT_P = {"pframe_decoder": DecoderWidths(24, 0, 16, 16, 0), "pframe_widths": (16, 32)}
 
 
 def shifted_interior(image: Tensor, dx: int, dy: int) -> tuple[Tensor, tuple[slice, ...]]:
@@ -239,6 +244,14 @@ def test_warp_refuses_a_flow_of_another_size() -> None:
         warp(torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 4, 4))
 
 
+def test_one_flow_moves_every_map_of_a_batch_like_its_own_copy() -> None:
+    maps = torch.rand(3, 1, 16, 24)
+    flow = torch.randn(1, 2, 16, 24) * 3
+    shared = warp(maps, flow)
+    for o in range(3):
+        assert torch.equal(shared[o : o + 1], warp(maps[o : o + 1], flow))
+
+
 def test_downsample_flow_averages_blocks_and_scales_to_cells() -> None:
     flow = torch.zeros(1, 2, 16, 16)
     flow[:, 0] = 16.0
@@ -302,10 +315,16 @@ def random_batch(b: int) -> TrainBatch:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("light", [False, True])
 @pytest.mark.parametrize("use_sam", [False, True])
 @pytest.mark.parametrize("use_rsm", [False, True])
-def test_training_step_reaches_exactly_the_enabled_modules(use_rsm: bool, use_sam: bool) -> None:
-    config = NetConfig(variant="test", use_rsm=use_rsm, use_sam=use_sam, embed_dim=32)
+def test_training_step_reaches_exactly_the_enabled_modules(
+    use_rsm: bool, use_sam: bool, light: bool
+) -> None:
+    config = NetConfig(
+        variant="test", use_rsm=use_rsm, use_sam=use_sam, embed_dim=32,
+        **({"pframe_decoder": (24, 0, 16, 16, 0), "pframe_widths": (16, 32)} if light else {}),
+    )  # fmt: skip
     module = CVOSLitModule(net=config).train()
     for decoder in (module.net.idec, module.net.pdec):  # zero at init: no gradient gets past
         torch.nn.init.normal_(decoder.out.weight, std=0.01)
@@ -379,9 +398,10 @@ def decoder_inputs(objects: int) -> tuple[Tensor, ...]:
     return feats, scores, image, residual, prior
 
 
-def test_an_untrained_decoder_reproduces_its_prior() -> None:
+@pytest.mark.parametrize("light", [False, True])
+def test_an_untrained_decoder_reproduces_its_prior(light: bool) -> None:
     """The correction starts at zero: before training the network is mask_warp."""
-    net = tiny_net().eval()
+    net = tiny_net(**(LIGHT_P if light else {})).eval()
     feats, scores, image, residual, prior = decoder_inputs(2)
     with torch.inference_mode():
         for key in (True, False):
@@ -389,20 +409,21 @@ def test_an_untrained_decoder_reproduces_its_prior() -> None:
             assert torch.equal((logits > 0).float(), prior)
 
 
-def test_decoding_objects_together_equals_decoding_each_alone() -> None:
+@pytest.mark.parametrize("key, light", [(True, False), (False, True)])
+def test_decoding_objects_together_equals_decoding_each_alone(key: bool, light: bool) -> None:
     """The image and residual are shared by a frame's objects (the fine path's first conv runs
     its image half once): the same numbers as each object with its own copy."""
-    net = tiny_net().eval()
-    for module in net.idec.modules():  # a trained-looking decoder: nothing starts at zero
+    net = tiny_net(**(LIGHT_P if light else {})).eval()
+    for module in net.modules():  # a trained-looking decoder: nothing starts at zero
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.normal_(module.weight, std=0.1)
     feats, scores, image, residual, prior = decoder_inputs(3)
     prior = torch.rand_like(prior)
     with torch.inference_mode():
-        together = net.decode(feats, scores, image, residual, prior, key=True)
+        together = net.decode(feats, scores, image, residual, prior, key=key)
         for o in range(3):
             alone = net.decode(
-                feats[o : o + 1], scores[o : o + 1], image, residual, prior[o : o + 1], key=True
+                feats[o : o + 1], scores[o : o + 1], image, residual, prior[o : o + 1], key=key
             )
             torch.testing.assert_close(together[o : o + 1], alone, rtol=1e-4, atol=1e-5)
 
@@ -417,6 +438,45 @@ def test_the_p_frame_band_confines_corrections_to_the_priors_boundary() -> None:
     changed = (logits - base).abs() > 1e-4
     assert changed[16, 20] and changed[13, 20]  # on and just outside the top edge
     assert not changed[30, 24] and not changed[5, 5]  # deep inside, far outside
+
+
+def test_the_light_p_frame_decoder_corrects_whole_cells_near_the_boundary() -> None:
+    net = tiny_net(pframe_band=3, **LIGHT_P).eval()
+    torch.nn.init.constant_(net.pdec.out.bias, 5.0)  # a correction everywhere
+    feats, scores, image, residual, prior = decoder_inputs(1)  # the prior: rows 16:48, 8:40
+    with torch.inference_mode():
+        logits = net.decode(feats, scores, image, residual, prior, key=False)[0, 0]
+    base = torch.logit(prior[0, 0].clamp(0.02, 0.98))
+    changed = (logits - base).abs() > 1e-4
+    rows, cols = changed.any(dim=1), changed.any(dim=0)
+    # one 4 x 4 cell (ceil(3 / 4)) on each side of the edges, which lie on cell edges
+    assert rows.nonzero().flatten().tolist() == [*range(12, 52)]
+    assert cols.nonzero().flatten().tolist() == [*range(4, 44)]
+    assert not changed[24:40, 16:32].any()  # deep inside
+
+
+def test_cell_band_marks_cells_near_a_cell_that_holds_the_boundary() -> None:
+    prior = torch.zeros(1, 1, 16, 24)
+    prior[..., 5:16, 6:24] = 0.9  # edges inside cells (row 5, column 6), the rest on the border
+    band = cell_band(prior, radius=4, cell=4)[0, 0]  # 4 x 6 cells, one cell of reach
+    # cells 3-5 of the last row: their neighbours are all foreground (the border counts as neither)
+    expected = torch.tensor(
+        [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
+    )
+    assert torch.equal(band, expected.float())
+
+
+def test_p_frame_modules_pool_their_inputs_up_to_the_encoder_stride() -> None:
+    assert tiny_net(**LIGHT_P).rsm.pool == tiny_net(**LIGHT_P).sam.pool == 2
+    assert tiny_net().rsm.pool == 1
+    with pytest.raises(ConfigError, match="stride 16 cannot reach the features' stride 8"):
+        tiny_net(pframe_widths=(8, 16, 32, 64))
+
+
+def test_decoder_widths_fine_path_from_half_or_quarter() -> None:
+    for widths in ((24, 0, 16, 16, 8), (24, 8, 16, 16, 0), (0, 8, 16, 16, 8)):
+        with pytest.raises(ConfigError, match="fine2 and fuse2"):
+            DecoderWidths(*widths)
 
 
 def test_the_band_equals_max_pool_dilation_minus_erosion_up_to_the_frame_border() -> None:
@@ -537,9 +597,10 @@ def test_shared_scores_equal_scores() -> None:
         torch.testing.assert_close(net.shared_scores(feats, banks), scores[0])
 
 
-def test_attention_for_several_objects_equals_attention_for_each() -> None:
+@pytest.mark.parametrize("light", [False, True])
+def test_attention_for_several_objects_equals_attention_for_each(light: bool) -> None:
     """One frame's features and motion with O priors: the same as each object on its own."""
-    net = tiny_net().eval()
+    net = tiny_net(**(LIGHT_P if light else {})).eval()
     feats = torch.randn(1, 32, 8, 8)
     mv = torch.randint(-6, 7, (1, 2, SIZE, SIZE)).float()
     priors = torch.rand(3, 1, SIZE, SIZE)
@@ -552,7 +613,7 @@ def test_attention_for_several_objects_equals_attention_for_each() -> None:
             alone = net.propagate(feats, mv, residual, mv, priors[o : o + 1])
             torch.testing.assert_close(together.feats[o : o + 1], alone.feats)
             inputs = torch.cat((mv / MOTION_SCALE, priors[o : o + 1]), dim=1)  # the paper's input
-            logits = net.sam.head(net.sam.encoder(inputs))
+            logits = net.sam.head(net.sam.encoder(F.avg_pool2d(inputs, 2 if light else 1)))
             torch.testing.assert_close(alone.attention_coarse, logits, rtol=1e-4, atol=1e-5)
 
 

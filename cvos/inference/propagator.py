@@ -329,10 +329,10 @@ class Propagator:
         would; objects that started after the I-frame move from the previous frame by the plain
         motion (their mask never was at the I-frame)."""
         key_probs, probs = self.state.key_probs, self.state.probs
-        prior = warp_mask(key_probs, inputs.mv_acc.expand(len(key_probs), -1, -1, -1))
+        prior = warp_mask(key_probs, inputs.mv_acc)  # one grid for every object
         late = probs[len(key_probs) :]
         if len(late):
-            prior = torch.cat((prior, warp_mask(late, inputs.mv.expand(len(late), -1, -1, -1))))
+            prior = torch.cat((prior, warp_mask(late, inputs.mv)))
         return prior
 
     def _previous_probs(self, size: tuple[int, int]) -> Tensor:

@@ -93,14 +93,8 @@ class CVOSNet(nn.Module):
         self.use_rsm = use_rsm
         self.use_sam = use_sam
         self.project = nn.Conv2d(encoder.out_channels, embed_dim, 1)
-        self.rsm = ResidualSupplement(embed_dim, pframe_widths) if use_rsm else None
-        self.sam = SpatialAttention(embed_dim, pframe_widths) if use_sam else None
-        for module in (self.rsm, self.sam):
-            if module is not None and module.stride != self.stride:
-                raise ConfigError(
-                    f"encoder stride {self.stride} differs from the P-frame modules' "
-                    f"stride {module.stride}"
-                )
+        self.rsm = ResidualSupplement(embed_dim, pframe_widths, self.stride) if use_rsm else None
+        self.sam = SpatialAttention(embed_dim, pframe_widths, self.stride) if use_sam else None
         self.idec = MaskDecoder(embed_dim, iframe_decoder, use_prior=use_prior)
         self.pdec = MaskDecoder(embed_dim, pframe_decoder, use_prior=use_prior, band=pframe_band)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -4,35 +4,49 @@ At 1/8 it reads the frame's features, the top-k matching scores against the firs
 the mask prior (what `mask_warp` would output: on P-frames the I-frame's output warped by the
 accumulated motion, on I-frames the previous frame's output). A fine path reads the image, the
 codec residual (where warping went wrong) and the prior at full resolution, so the blocky
-warped boundary can snap to image edges. The output is `logit(prior) + correction` with the
-correction's last conv starting at zero: an untrained decoder reproduces `mask_warp`, and
-training learns only where to depart from it.
+warped boundary can snap to image edges. The fine path starts at 1/2 (a stride-2 conv) or, for
+the light P-frame decoder, at 1/4 (a 4 x 4 patch conv, no 1/2-resolution conv at all, and the
+correction comes back to full resolution by pixel shuffle). The output is
+`logit(prior) + correction` with the correction's last conv starting at zero: an untrained
+decoder reproduces `mask_warp`, and training learns only where to depart from it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cvos.errors import ConfigError
 from cvos.models.geometry import dilate
-from cvos.models.light import conv_bn_relu
+from cvos.models.light import conv_bn_relu, patch_conv_bn_relu
 
 PRIOR_CLAMP = 0.02  # prior probabilities are clamped to [c, 1 - c] before the logit
 IMAGE_CHANNELS, RESIDUAL_CHANNELS = 3, 3
+PATCH = 4  # cell size of the decoder whose fine path starts at 1/4
 
 
 @dataclass(frozen=True)
 class DecoderWidths:
-    """Channels of the decoder's convs: at 1/8, the fine path at 1/2 and 1/4, the fusion."""
+    """Channels of the decoder's convs: at 1/8, the fine path at 1/2 and 1/4, the fusion.
+
+    fine2 = fuse2 = 0: the fine path starts at 1/4 (nothing runs at 1/2 resolution)."""
 
     coarse: int
     fine2: int
     fine4: int
     fuse4: int
     fuse2: int
+
+    def __post_init__(self) -> None:
+        if (self.fine2 == 0) != (self.fuse2 == 0) or min(self.coarse, self.fine4, self.fuse4) < 1:
+            raise ConfigError(
+                f"decoder widths {self}: coarse, fine4 and fuse4 must be positive, and fine2 "
+                "and fuse2 both positive (fine path from 1/2) or both 0 (from 1/4)"
+            )
 
 
 def upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -50,12 +64,26 @@ def boundary_band(prior: Tensor, radius: int) -> Tensor:
     return dilate(hard, radius) - eroded
 
 
+def cell_band(prior: Tensor, radius: int, cell: int) -> Tensor:
+    """N x 1 x H/cell x W/cell {0, 1}: `boundary_band` on the grid of cell x cell cells, with
+    ceil(radius / cell) cells for the radius: the cells near a cell that holds some foreground
+    (prior > 0.5) minus those whose neighbourhood is all foreground. For the decoder whose
+    correction is computed per cell: a few pooling ops at 1/cell, and at least as wide."""
+    hard = (prior > 0.5).float()
+    some, every = F.max_pool2d(hard, cell), -F.max_pool2d(-hard, cell)  # N x 1 x H/c x W/c
+    reach = math.ceil(radius / cell)
+    near_some = F.max_pool2d(some, 2 * reach + 1, stride=1, padding=reach)
+    near_all = -F.max_pool2d(-every, 2 * reach + 1, stride=1, padding=reach)
+    return near_some - near_all
+
+
 class MaskDecoder(nn.Module):
     """features, scores, image, residual and prior -> one object's foreground logits.
 
     `use_prior=False` gives the plain matching decoder with the same refinement (the prior is
     then 0.5 everywhere and the logits are the correction alone). `band > 0` lets the correction
-    act only within `band` pixels of the prior's boundary.
+    act only within `band` pixels of the prior's boundary (whole 4 x 4 cells for the decoder
+    from 1/4, see `cell_band`).
     """
 
     def __init__(
@@ -68,13 +96,21 @@ class MaskDecoder(nn.Module):
         self.coarse = nn.Sequential(
             conv_bn_relu(dim + 2 + 1, w.coarse), conv_bn_relu(w.coarse, w.coarse, dilation=2)
         )
-        self.fine2 = conv_bn_relu(IMAGE_CHANNELS + RESIDUAL_CHANNELS + 1, w.fine2, stride=2)
-        self.fine4 = nn.Sequential(
-            conv_bn_relu(w.fine2, w.fine4, stride=2), conv_bn_relu(w.fine4, w.fine4)
-        )
+        inputs = IMAGE_CHANNELS + RESIDUAL_CHANNELS + 1
+        self.fine2 = self.patch = None  # the first fine conv: one of them
+        if w.fine2:
+            self.fine2 = conv_bn_relu(inputs, w.fine2, stride=2)  # -> H/2
+            self.fine4 = nn.Sequential(
+                conv_bn_relu(w.fine2, w.fine4, stride=2), conv_bn_relu(w.fine4, w.fine4)
+            )
+            self.fuse2 = conv_bn_relu(w.fuse4 + w.fine2, w.fuse2)
+            self.out = nn.Conv2d(w.fuse2, 1, 3, padding=1)
+        else:  # a 4 x 4 patch conv straight to H/4, and a sub-pixel output
+            self.patch = patch_conv_bn_relu(inputs, w.fine4, PATCH)
+            self.fine4 = conv_bn_relu(w.fine4, w.fine4)
+            self.fuse2 = None
+            self.out = nn.Conv2d(w.fuse4, PATCH * PATCH, 3, padding=1)  # a cell's pixels
         self.fuse4 = conv_bn_relu(w.coarse + w.fine4, w.fuse4)
-        self.fuse2 = conv_bn_relu(w.fuse4 + w.fine2, w.fuse2)
-        self.out = nn.Conv2d(w.fuse2, 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -96,22 +132,29 @@ class MaskDecoder(nn.Module):
         size = tuple(prior.shape[-2:])
         prior8 = F.adaptive_avg_pool2d(prior, feats.shape[-2:])
         x8 = self.coarse(torch.cat((feats, scores, prior8), dim=1))  # N x C x h x w
-        f2 = self._fine2(image, residual, prior)  # N x F2 x H/2 x W/2
-        f4 = self.fine4(f2)  # N x F4 x H/4 x W/4
+        first = self._first(image, residual, prior)  # N x F x H/2 x W/2 (H/4 from the patch)
+        f4 = self.fine4(first)  # N x F4 x H/4 x W/4
         x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
-        x2 = self.fuse2(torch.cat((upsample(x4, f2.shape[-2:]), f2), dim=1))
-        correction = correction_scale * upsample(self.out(x2), size)  # N x 1 x H x W
-        if self.band > 0:
-            correction = correction * boundary_band(prior, self.band)
+        if self.fuse2 is None:
+            cells = self.out(x4)  # N x 16 x H/4 x W/4: each cell's 4 x 4 pixels
+            if self.band > 0:
+                cells = cells * cell_band(prior, self.band, PATCH)
+            correction = F.pixel_shuffle(cells, PATCH)  # N x 1 x H x W
+        else:
+            x2 = self.fuse2(torch.cat((upsample(x4, first.shape[-2:]), first), dim=1))
+            correction = upsample(self.out(x2), size)  # N x 1 x H x W
+            if self.band > 0:
+                correction = correction * boundary_band(prior, self.band)
+        correction = correction_scale * correction
         if not self.use_prior:
             return correction
         return torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)) + correction
 
-    def _fine2(self, image: Tensor, residual: Tensor, prior: Tensor) -> Tensor:
+    def _first(self, image: Tensor, residual: Tensor, prior: Tensor) -> Tensor:
         """The first fine conv on [image, residual, prior]. The conv is linear in its input, so
         the image and residual part runs once for all objects sharing them and only the prior
         part per object (the same numbers as the conv of the concatenation)."""
-        conv, *rest = self.fine2
+        conv, *rest = self.fine2 if self.fine2 is not None else self.patch
         shared = F.conv2d(
             torch.cat((image, residual), dim=1), conv.weight[:, :-1], conv.bias,
             conv.stride, conv.padding,

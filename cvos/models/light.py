@@ -30,6 +30,16 @@ def conv_bn_relu(
     )
 
 
+def patch_conv_bn_relu(in_channels: int, out_channels: int, patch: int) -> nn.Sequential:
+    """Non-overlapping patch x patch conv (stride = patch) -> batch norm -> ReLU: reaches
+    1/patch resolution in one step, still seeing every input pixel."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, patch, stride=patch, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 class ResidualBlock(nn.Module):
     """Two dilated 3x3 conv-bn with an identity shortcut: B x C x H x W -> B x C x H x W."""
 

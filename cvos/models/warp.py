@@ -21,7 +21,8 @@ def warp(feats: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
 
     `flow` is in units of the feats grid. Integer flows sample exactly at grid centres,
     so they shift without blurring; sources outside the grid take the border value
-    (border padding, as the original).
+    (border padding, as the original). A flow with a batch of 1 moves all B maps (the
+    objects of one frame): its sampling grid is built once.
     """
     if flow.shape[-2:] != feats.shape[-2:]:
         raise DataError(
@@ -34,9 +35,8 @@ def warp(feats: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     src_x = xs - flow[:, 0]  # B x h x w
     src_y = ys - flow[:, 1]
     grid = torch.stack(((2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1), dim=-1)  # B x h x w x 2
-    return F.grid_sample(
-        feats, grid.to(feats.dtype), mode=mode, padding_mode="border", align_corners=False
-    )
+    grid = grid.to(feats.dtype).expand(feats.shape[0], -1, -1, -1)
+    return F.grid_sample(feats, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def downsample_flow(flow: Tensor, stride: int) -> Tensor:
