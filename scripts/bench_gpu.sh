@@ -19,7 +19,7 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 ENCODERS=${ENCODERS:-"tiny resnet18 resnet50"}
 SIZES=${SIZES:-"256x512 480x856"}          # network inputs: the paper's, and the full frame
 MODES=${MODES:-"float32 bf16 channels_last compile"}
-FRAMES=${FRAMES:-24}
+FRAMES=${FRAMES:-36}
 VIDEO_SIZE=${VIDEO_SIZE:-480x854}
 DEVICE=${DEVICE:-cuda}                     # DEVICE=cpu runs the same table on the CPU (tests do)
 

@@ -89,7 +89,8 @@ def test_speed_figures_are_the_measured_times_per_frame_kind(
     metrics = evaluate_with(tmp_path, cache, "model=mask_warp")
     assert metrics["frames"] == 24  # two sequences of 12 frames: 2 I-frames and 22 P-frames
     assert metrics["decode_ms_per_frame"] == pytest.approx(1.0)
-    assert metrics["ms_per_iframe"] == pytest.approx(7.0)
+    assert metrics["ms_per_start_frame"] == pytest.approx(7.0)  # the I-frames start each video
+    assert metrics["ms_per_iframe"] is None  # no other I-frame
     assert metrics["ms_per_pframe"] == pytest.approx(3.0)
     assert metrics["fps"] == pytest.approx(24 / (0.024 + 2 * 0.007 + 22 * 0.003))
 
@@ -110,10 +111,12 @@ def test_evaluate_reports_where_each_frames_time_goes(
     tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture
 ) -> None:
     checkpoint = untrained(tmp_path / "warp.pt")
+    longer = ("data.synthetic.min_frames=14", "data.synthetic.max_frames=14")  # a second I-frame
     metrics = evaluate_with(
-        tmp_path / "run", cache, f"ckpt={checkpoint}", "precision=bf16", "channels_last=true"
-    )
-    assert all(metrics[key] >= 0 for key in SPEED_KEYS) and metrics["frames"] == 24
+        tmp_path / "run", cache, f"ckpt={checkpoint}", "precision=bf16", "channels_last=true",
+        *longer,
+    )  # fmt: skip
+    assert all(metrics[key] >= 0 for key in SPEED_KEYS) and metrics["frames"] == 28
     assert metrics["network_ms_per_iframe"] > 0 and metrics["network_ms_per_pframe"] > 0
     assert metrics["inputs_ms_per_frame"] > 0 and metrics["cpu_ms_per_frame"] > 0
     out = capsys.readouterr().out

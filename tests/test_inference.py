@@ -215,7 +215,7 @@ def test_bench_model_checks_every_mode_against_float32_on_the_cpu(
     status = bench_model.main(
         ["--encoders", "tiny", "--variants", "framewise", "rsm_sam", "--modes", "float32",
          "bf16", "channels_last", "--video-size", "64", "112", "--size", "64", "112",
-         "--frames", "12", "--repeats", "1", "--skip-objects"]
+         "--frames", "14", "--repeats", "1", "--skip-objects"]
     )  # fmt: skip
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
@@ -234,7 +234,7 @@ def load_script(name: str) -> ModuleType:
 @pytest.mark.slow
 def test_the_gpu_script_runs_the_whole_table_on_the_cpu() -> None:
     """bench_gpu.sh end to end with DEVICE=cpu: setup checks, both tables, exit status."""
-    small = {"DEVICE": "cpu", "ENCODERS": "tiny", "SIZES": "64x112", "FRAMES": "12"}
+    small = {"DEVICE": "cpu", "ENCODERS": "tiny", "SIZES": "64x112", "FRAMES": "14"}
     small.update({"MODES": "float32 channels_last", "VIDEO_SIZE": "64x112"})
     done = subprocess.run(
         ["bash", "scripts/bench_gpu.sh"], cwd=REPO, env={**os.environ, **small},

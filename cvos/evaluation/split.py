@@ -124,7 +124,7 @@ def sequence_row(name: str, timing: StreamTiming, scores: SequenceScores | None)
     return row
 
 
-def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[str, float]:
+def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[str, float | None]:
     """fps with decode included, and where each frame's time went (milliseconds).
 
     Decode is the time spent waiting for the reader's thread; inputs, network and post
@@ -134,8 +134,8 @@ def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[st
     """
     frames = max(timing.frames, 1)
 
-    def mean_ms(values: list[float]) -> float:
-        return 1000.0 * float(np.mean(values)) if values else float("nan")
+    def mean_ms(values: list[float]) -> float | None:
+        return 1000.0 * float(np.mean(values)) if values else None  # None: no such frame
 
     def per_frame(seconds: float) -> float:
         return 1000.0 * seconds / frames
@@ -146,20 +146,23 @@ def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[st
     def per_pframe(seconds: float) -> float:
         return 1000.0 * seconds / max(len(timing.pframe_s), 1)
 
-    i_stages, p_stages = timing.iframe_stages, timing.pframe_stages
+    s_stages, i_stages, p_stages = timing.start_stages, timing.iframe_stages, timing.pframe_stages
     return {
         "fps": timing.fps,
         "frames": timing.frames,
+        "ms_per_start_frame": mean_ms(timing.start_s),
         "ms_per_iframe": mean_ms(timing.iframe_s),
         "ms_per_pframe": mean_ms(timing.pframe_s),
         "decode_ms_per_frame": per_frame(timing.decode_s),
-        "inputs_ms_per_frame": per_frame(i_stages.inputs + p_stages.inputs),
+        "inputs_ms_per_frame": per_frame(s_stages.inputs + i_stages.inputs + p_stages.inputs),
         "network_ms_per_iframe": per_iframe(i_stages.network),
         "network_ms_per_pframe": per_pframe(p_stages.network),
         "encoder_ms_per_iframe": per_iframe(i_stages.features),
         "propagation_ms_per_pframe": per_pframe(p_stages.features),
-        "matching_ms_per_frame": per_frame(i_stages.matching + p_stages.matching),
-        "post_ms_per_frame": per_frame(i_stages.post + p_stages.post),
+        "matching_ms_per_frame": per_frame(
+            s_stages.matching + i_stages.matching + p_stages.matching
+        ),
+        "post_ms_per_frame": per_frame(s_stages.post + i_stages.post + p_stages.post),
         "cpu_ms_per_frame": per_frame(timing.cpu_s),
         "write_ms_per_frame": per_frame(write_s),
         "score_ms_per_frame": per_frame(score_s),
@@ -201,13 +204,18 @@ def write_submission(run_dir: Path) -> Path:
     return archive
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
     """Scores (when scored) and speed, then where each frame's time went."""
     m = metrics
     scores = f"J&F {m['J&F']:.3f} (J {m['J']:.3f}, F {m['F']:.3f}), " if "J&F" in m else ""
     return (
         f"{scores}{m['fps']:.1f} frames/s over {m['frames']} frames on {m['threads']} threads "
-        f"({m['ms_per_iframe']:.1f} ms per I-frame, {m['ms_per_pframe']:.1f} ms per P-frame); "
+        f"({_ms(m['ms_per_iframe'])} ms per I-frame, {_ms(m['ms_per_pframe'])} ms per P-frame, "
+        f"{_ms(m['ms_per_start_frame'])} ms per first frame); "
         f"results in {run_dir}\n"
         f"  per frame: decode {m['decode_ms_per_frame']:.2f} ms (waiting for the reader thread)"
         f" | inputs {m['inputs_ms_per_frame']:.2f} ms | network {m['network_ms_per_iframe']:.1f} "

@@ -19,23 +19,27 @@ class StreamTiming:
 
     `decode_s` is the time the caller waited for the next frame (decoding runs ahead in the
     reader's thread, so it is what decoding did not hide); `cpu_s` is the process's CPU time
-    over the same spans, all threads included.
+    over the same spans, all threads included. Frames on which no object was known yet (up to
+    the one where the first masks are given: the encoder and the reference banks run, no
+    decoder) are `start_s`, so that I-frame figures are those of frames that segment.
     """
 
     decode_s: float = 0.0
     cpu_s: float = 0.0
+    start_s: list[float] = field(default_factory=list)
     iframe_s: list[float] = field(default_factory=list)
     pframe_s: list[float] = field(default_factory=list)
+    start_stages: StepTimes = field(default_factory=StepTimes)
     iframe_stages: StepTimes = field(default_factory=StepTimes)
     pframe_stages: StepTimes = field(default_factory=StepTimes)
 
     @property
     def frames(self) -> int:
-        return len(self.iframe_s) + len(self.pframe_s)
+        return len(self.start_s) + len(self.iframe_s) + len(self.pframe_s)
 
     @property
     def total_s(self) -> float:
-        return self.decode_s + sum(self.iframe_s) + sum(self.pframe_s)
+        return self.decode_s + sum(self.start_s) + sum(self.iframe_s) + sum(self.pframe_s)
 
     @property
     def fps(self) -> float:
@@ -45,8 +49,10 @@ class StreamTiming:
         """Add another stream's times to this one's."""
         self.decode_s += other.decode_s
         self.cpu_s += other.cpu_s
+        self.start_s.extend(other.start_s)
         self.iframe_s.extend(other.iframe_s)
         self.pframe_s.extend(other.pframe_s)
+        self.start_stages.add(other.start_stages)
         self.iframe_stages.add(other.iframe_stages)
         self.pframe_stages.add(other.pframe_stages)
 
@@ -74,12 +80,16 @@ def stream(
         if frame is None:
             timing.cpu_s += time.process_time() - cpu
             return
+        starting = not propagator.state.object_ids
         start = time.perf_counter()
         output = propagator.step(frame, first_masks.get(position))
         _synchronize(propagator.device)
         elapsed = time.perf_counter() - start
         timing.cpu_s += time.process_time() - cpu
-        if frame.picture_type == PictureType.I:
+        if starting:
+            timing.start_s.append(elapsed)
+            timing.start_stages.add(output.times)
+        elif frame.picture_type == PictureType.I:
             timing.iframe_s.append(elapsed)
             timing.iframe_stages.add(output.times)
         else:
