@@ -111,14 +111,15 @@ def _gather_compiled(array: np.ndarray, taps: _NearestTaps, out: np.ndarray) -> 
     rows, cols = taps.axes
     strides = (stride // array.itemsize for stride in array.strides)
     getattr(kernels(), _NEAREST_KERNELS[array.dtype])(
-        array.ctypes.data, *strides, array.shape[2], rows.ctypes.data, rows.size,
-        cols.ctypes.data, cols.size, _address(taps.inside), out.ctypes.data,
+        _address(array), *strides, array.shape[2], _address(rows), rows.size,
+        _address(cols), cols.size, _address(taps.inside), _address(out),
     )  # fmt: skip
 
 
 def _address(array: np.ndarray | None) -> int | None:
-    """The data pointer of an optional array (None: a NULL pointer)."""
-    return None if array is None else array.ctypes.data
+    """The data pointer of an optional array (None: a NULL pointer); a third of the time of
+    `array.ctypes.data`, which counts at a dozen calls a sample."""
+    return None if array is None else array.__array_interface__["data"][0]
 
 
 def _nearest_taps(affine: Affine, height: int, width: int) -> _NearestTaps:
@@ -218,10 +219,10 @@ def _bilinear_compiled(
     for array in arrays:
         region = array[y0:y1, x0:x1]
         kernels().sample_bilinear_u8(
-            region.ctypes.data, *region.strides, region.shape[2],  # uint8: strides in elements
-            rows.index.ctypes.data, rows.weight.ctypes.data, rows.index.shape[1],
-            cols.index.ctypes.data, cols.weight.ctypes.data, cols.index.shape[1],
-            _address(taps.inside), out[first].ctypes.data, _fused_multiply_add(),
+            _address(region), *region.strides, region.shape[2],  # uint8: strides in elements
+            _address(rows.index), _address(rows.weight), rows.index.shape[1],
+            _address(cols.index), _address(cols.weight), cols.index.shape[1],
+            _address(taps.inside), _address(out[first]), _fused_multiply_add(),
         )  # fmt: skip
         first += region.shape[2]
     return torch.from_numpy(out)
