@@ -51,7 +51,7 @@ FORMATS = {
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npz"
 REPRESENTATIONS_DIR = "representations"
-LABEL_CACHE = 32  # label maps a process keeps decompressed (a sample reads 4, often the same)
+LABEL_CACHE = 64  # label maps a process keeps decompressed (a sample reads 4, often the same)
 
 
 class _LabelMaps:
