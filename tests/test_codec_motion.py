@@ -182,12 +182,12 @@ def test_vectors_pointing_outside_are_refused_not_read() -> None:
 
 def test_a_missing_build_is_reported_with_how_to_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    motion.kernels.cache_clear()
+    motion._kernels.cache_clear()
     try:
         with pytest.raises(CodecError, match="not compiled.*C compiler"):
             paint_motion(np.zeros(0, RECORD), 8, 8)
     finally:
-        motion.kernels.cache_clear()
+        motion._kernels.cache_clear()
 
 
 @pytest.fixture(scope="module", params=[("mpeg4", 96, 128, 16), ("mpeg4", 70, 90, 1)])

@@ -1,5 +1,6 @@
 """Geometry of network inputs: frames, masks and motion fields stay consistent under one map."""
 
+import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from scipy.ndimage import map_coordinates
 
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
-from cvos.models import frame_inputs, resize_affine
+from cvos.errors import CVOSError
+from cvos.models import frame_inputs, geometry, resize_affine
 from cvos.models.geometry import sample_bilinear, sample_nearest
 
 SIZE = (120, 200)
@@ -226,3 +228,15 @@ def test_the_480p_resize_reads_pinned_values() -> None:
     out = sample_bilinear([image], affine)
     assert out.shape == (3, 256, 512)
     assert out[:, 100, 200].tolist() == [232.533203125, 233.533203125, 234.533203125]
+
+
+def test_a_missing_sampler_build_is_reported_with_how_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    geometry._samplers.cache_clear()
+    try:
+        with pytest.raises(CVOSError, match="_samplers.c is not compiled.*C compiler"):
+            sample_nearest([np.zeros((8, 8, 1), np.uint8)], resize_affine((8, 8), (4, 4)))
+    finally:
+        geometry._samplers.cache_clear()

@@ -59,9 +59,8 @@ def reuse_freed_memory() -> None:
 
 
 @cache
-def kernels() -> ctypes.CDLL:
-    """The compiled loops, loaded once (the error says how to build them if they are missing):
-    the motion loops below and the network-input samplers of `cvos.models.geometry`."""
+def _kernels() -> ctypes.CDLL:
+    """The compiled loops, loaded once (the error says how to build them if they are missing)."""
     spec = importlib.util.find_spec("cvos.codec._kernels")
     if spec is None or spec.origin is None:
         raise CodecError(
@@ -77,17 +76,6 @@ def kernels() -> ctypes.CDLL:
     library.subtract_warped.restype = ctypes.c_int
     library.warp_labels.argtypes = [_LABELS, ctypes.c_void_p, _SIZE, _SIZE, _SIZE, _LABELS]
     library.warp_labels.restype = None
-    pointer, size, flag = ctypes.c_void_p, _SIZE, ctypes.c_int
-    array_and_strides = [pointer, size, size, size, size]  # + channels
-    for name in ("gather_nearest_u8", "gather_nearest_i16", "gather_nearest_i32"):
-        # rows, height, cols, width, inside, out
-        axes = [pointer, size, pointer, size, pointer, pointer]
-        getattr(library, name).argtypes = [*array_and_strides, *axes]
-        getattr(library, name).restype = None
-    # rows, their weights, height, cols, their weights, width, inside, out, fused
-    axes = [pointer, pointer, size, pointer, pointer, size, pointer, pointer, flag]
-    library.sample_bilinear_u8.argtypes = [*array_and_strides, *axes]
-    library.sample_bilinear_u8.restype = None
     return library
 
 
@@ -97,7 +85,7 @@ def paint_motion(records: np.ndarray, height: int, width: int) -> np.ndarray:
     for column, name in enumerate(RECORD_FIELDS):
         table[:, column] = records[name]
     vectors = np.zeros((height, width, 2), np.int32)
-    kernels().paint_motion(table, records.size, height, width, vectors)
+    _kernels().paint_motion(table, records.size, height, width, vectors)
     return vectors
 
 
@@ -107,7 +95,7 @@ def accumulate_motion(vectors: np.ndarray, previous: np.ndarray) -> np.ndarray:
     _check_shape("vectors", vectors, (height, width, 2))
     _check_shape("previous vectors", previous, (height, width, 2))
     accumulated = np.empty_like(vectors)
-    _check_sources(kernels().accumulate_motion(vectors, previous, height, width, accumulated))
+    _check_sources(_kernels().accumulate_motion(vectors, previous, height, width, accumulated))
     return accumulated
 
 
@@ -118,7 +106,7 @@ def subtract_warped(image: np.ndarray, reference: np.ndarray, vectors: np.ndarra
     _check_shape("reference", reference, (height, width, 3))
     _check_shape("vectors", vectors, (height, width, 2))
     out = np.empty((height, width, 3), np.int32)
-    _check_sources(kernels().subtract_warped(image, reference, vectors, height, width, out))
+    _check_sources(_kernels().subtract_warped(image, reference, vectors, height, width, out))
     return out
 
 
@@ -137,7 +125,7 @@ def warp_labels(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     labels = np.ascontiguousarray(labels, np.uint8)
     out = np.empty_like(labels)
     stride = vectors.strides[0] // 4
-    kernels().warp_labels(labels, vectors.ctypes.data, stride, height, width, out)
+    _kernels().warp_labels(labels, vectors.ctypes.data, stride, height, width, out)
     return out
 
 

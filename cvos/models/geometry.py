@@ -5,11 +5,18 @@ Coordinates are (x, y) with pixel centres on integers; a frame of width W covers
 bilinearly; masks, motion vectors and residuals take the nearest pixel, which keeps them exact
 (they are blockwise). Vectors are differences of points, so they transform by the map's linear
 part only: a flip negates dx, a resize scales both components, a rotation rotates them.
+
+Under a map without rotation (a resize, flips, zooms, crops: the default training augmentation
+and inference), compiled loops (`_samplers.c`) read uint8 images and masks and int16 / int32
+fields in place, with the very arithmetic of numpy indexing and torch's grid_sample; any other
+map or dtype takes those two.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cvos.codec.motion import kernels
+from cvos.errors import CVOSError
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,29 @@ class Affine:
         x1 = min(int(np.ceil(inputs[0].max())) + 2, width)
         y1 = min(int(np.ceil(inputs[1].max())) + 2, height)
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+@functools.cache
+def _samplers() -> ctypes.CDLL:
+    """The compiled sampling loops (`_samplers.c`), loaded once."""
+    spec = importlib.util.find_spec("cvos.models._samplers")
+    if spec is None or spec.origin is None:
+        raise CVOSError(
+            "cvos/models/_samplers.c is not compiled: reinstall cvos (`make install` or "
+            "`pip install -e .`) on a machine with a C compiler"
+        )
+    library = ctypes.CDLL(spec.origin)
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    array = [pointer, size, size, size, size]  # data, row / pixel / channel strides, channels
+    for name in _NEAREST_KERNELS.values():
+        # rows, height, cols, width, inside, out
+        getattr(library, name).argtypes = [*array, pointer, size, pointer, size, pointer, pointer]
+        getattr(library, name).restype = None
+    # rows, their weights, height, cols, their weights, width, inside, out, fused
+    axes = [pointer, pointer, size, pointer, pointer, size, pointer, pointer, ctypes.c_int]
+    library.sample_bilinear_u8.argtypes = [*array, *axes]
+    library.sample_bilinear_u8.restype = None
+    return library
 
 
 def resize_affine(in_size: tuple[int, int], out_size: tuple[int, int]) -> Affine:
@@ -110,7 +140,7 @@ def _gather_compiled(array: np.ndarray, taps: _NearestTaps, out: np.ndarray) -> 
     """out (C x h*w float32, C-contiguous) = array (H x W x C) at `taps` (with axes)."""
     rows, cols = taps.axes
     strides = (stride // array.itemsize for stride in array.strides)
-    getattr(kernels(), _NEAREST_KERNELS[array.dtype])(
+    getattr(_samplers(), _NEAREST_KERNELS[array.dtype])(
         _address(array), *strides, array.shape[2], _address(rows), rows.size,
         _address(cols), cols.size, _address(taps.inside), _address(out),
     )  # fmt: skip
@@ -218,7 +248,7 @@ def _bilinear_compiled(
     first = 0
     for array in arrays:
         region = array[y0:y1, x0:x1]
-        kernels().sample_bilinear_u8(
+        _samplers().sample_bilinear_u8(
             _address(region), *region.strides, region.shape[2],  # uint8: strides in elements
             _address(rows.index), _address(rows.weight), rows.index.shape[1],
             _address(cols.index), _address(cols.weight), cols.index.shape[1],
