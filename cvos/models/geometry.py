@@ -75,8 +75,9 @@ def _samplers() -> ctypes.CDLL:
         # rows, height, cols, width, inside, out
         getattr(library, name).argtypes = [*array, pointer, size, pointer, size, pointer, pointer]
         getattr(library, name).restype = None
-    # rows, their weights, height, cols, their weights, width, inside, out, fused
-    axes = [pointer, pointer, size, pointer, pointer, size, pointer, pointer, ctypes.c_int]
+    # rows, their weights, height, cols, their weights, width, inside, out, rows of the array,
+    # fused
+    axes = [pointer, pointer, size, pointer, pointer, size, pointer, pointer, size, ctypes.c_int]
     library.sample_bilinear_u8.argtypes = [*array, *axes]
     library.sample_bilinear_u8.restype = None
     return library
@@ -252,7 +253,7 @@ def _bilinear_compiled(
             _address(region), *region.strides, region.shape[2],  # uint8: strides in elements
             _address(rows.index), _address(rows.weight), rows.index.shape[1],
             _address(cols.index), _address(cols.weight), cols.index.shape[1],
-            _address(taps.inside), _address(out[first]), _fused_multiply_add(),
+            _address(taps.inside), _address(out[first]), region.shape[0], _fused_multiply_add(),
         )  # fmt: skip
         first += region.shape[2]
     return torch.from_numpy(out)
