@@ -170,21 +170,24 @@ FMA_TARGET static void bilinear_fused(BILINEAR_ARGS)
 #include <immintrin.h>
 
 /*
- * bilinear_fused for 3-channel images whose pixels are 3 adjacent bytes (RGB, or BGR read
- * backwards: channel_stride -1), 8 output pixels at a time: one 4-byte gather per corner
- * brings all three channels, and each lane does the scalar loop's operations in its order.
- * A gather reads the byte after a pixel, which exists unless the pixel ends the last row:
- * rows whose south neighbour is the region's last (`region_height` - 1) run the scalar loop.
+ * bilinear_fused, 8 output pixels at a time, for 1-channel arrays and 3-channel ones whose
+ * pixels are 3 adjacent bytes (RGB, or BGR read backwards: channel_stride -1): one 4-byte
+ * gather per corner brings every channel, and each lane does the scalar loop's operations in
+ * its order. A gather reads up to 3 bytes past a pixel, which exist unless the pixel ends the
+ * last row: rows whose south neighbour is the region's last (`region_height` - 1) run the
+ * scalar loop.
  */
-__attribute__((target("avx2,fma"))) static void bilinear_rgb_avx2(BILINEAR_ARGS,
-                                                                  int64_t region_height)
+__attribute__((target("avx2,fma"))) static void bilinear_bytes_avx2(BILINEAR_ARGS,
+                                                                    int64_t region_height)
 {
     const int64_t plane = height * width;
-    const uint8_t *first = channel_stride > 0 ? array : array - 2; /* byte 0 of pixel 0 */
-    int shifts[3];
-    for (int c = 0; c < 3; c++)
-        shifts[c] = 8 * (channel_stride > 0 ? c : 2 - c);
-    const __m256i bytes = _mm256_set1_epi32(0xff), three = _mm256_set1_epi32(3);
+    const int reversed = channels > 1 && channel_stride < 0;
+    const uint8_t *first = reversed ? array - (channels - 1) : array; /* byte 0 of pixel 0 */
+    int bytes_of[3];
+    for (int c = 0; c < channels; c++)
+        bytes_of[c] = reversed ? (int)channels - 1 - c : c;
+    const __m256i low_byte = _mm256_set1_epi32(0xff);
+    const __m256i step = _mm256_set1_epi32((int)pixel_stride);
     for (int64_t y = 0; y < height; y++) {
         const uint8_t *north = first + rows[y] * row_stride;
         const uint8_t *south = first + rows[height + y] * row_stride;
@@ -193,18 +196,21 @@ __attribute__((target("avx2,fma"))) static void bilinear_rgb_avx2(BILINEAR_ARGS,
         float *target = out + y * width;
         int64_t x = 0;
         for (; rows[height + y] < region_height - 1 && x + 8 <= width; x += 8) {
-            const __m256i west = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(cols + x)), three);
-            const __m256i east = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(cols + width + x)), three);
-            const __m256 e = _mm256_loadu_ps(col_weights + x), w = _mm256_loadu_ps(col_weights + width + x);
+            const __m256i west = _mm256_mullo_epi32(
+                _mm256_loadu_si256((const __m256i *)(cols + x)), step);
+            const __m256i east = _mm256_mullo_epi32(
+                _mm256_loadu_si256((const __m256i *)(cols + width + x)), step);
+            const __m256 e = _mm256_loadu_ps(col_weights + x);
+            const __m256 w = _mm256_loadu_ps(col_weights + width + x);
             const __m256 nw = _mm256_mul_ps(s8, e), ne = _mm256_mul_ps(s8, w);
             const __m256 sw = _mm256_mul_ps(n8, e), se = _mm256_mul_ps(n8, w);
             const __m256i g_nw = _mm256_i32gather_epi32((const int *)north, west, 1);
             const __m256i g_ne = _mm256_i32gather_epi32((const int *)north, east, 1);
             const __m256i g_sw = _mm256_i32gather_epi32((const int *)south, west, 1);
             const __m256i g_se = _mm256_i32gather_epi32((const int *)south, east, 1);
-            for (int c = 0; c < 3; c++) {
-                const __m128i shift = _mm_cvtsi32_si128(shifts[c]);
-#define CHANNEL(g) _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32((g), shift), bytes))
+            for (int c = 0; c < channels; c++) {
+                const __m128i shift = _mm_cvtsi32_si128(8 * bytes_of[c]);
+#define CHANNEL(g) _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32((g), shift), low_byte))
                 __m256 value = _mm256_mul_ps(CHANNEL(g_nw), nw);
                 value = _mm256_fmadd_ps(CHANNEL(g_ne), ne, value);
                 value = _mm256_fmadd_ps(CHANNEL(g_sw), sw, value);
@@ -214,11 +220,11 @@ __attribute__((target("avx2,fma"))) static void bilinear_rgb_avx2(BILINEAR_ARGS,
             }
         }
         for (; x < width; x++) {
-            const int64_t west = cols[x] * 3, east = cols[width + x] * 3;
+            const int64_t west = cols[x] * pixel_stride, east = cols[width + x] * pixel_stride;
             const float e = col_weights[x], w = col_weights[width + x];
             const float nw = s * e, ne = s * w, sw = n * e, se = n * w;
-            for (int c = 0; c < 3; c++) {
-                const int byte = shifts[c] / 8;
+            for (int c = 0; c < channels; c++) {
+                const int byte = bytes_of[c];
                 float value = (float)north[west + byte] * nw;
                 value = __builtin_fmaf((float)north[east + byte], ne, value);
                 value = __builtin_fmaf((float)south[west + byte], sw, value);
@@ -228,7 +234,7 @@ __attribute__((target("avx2,fma"))) static void bilinear_rgb_avx2(BILINEAR_ARGS,
         }
         if (inside == NULL)
             continue;
-        for (int64_t c = 0; c < 3; c++)
+        for (int64_t c = 0; c < channels; c++)
             for (x = 0; x < width; x++)
                 target[c * plane + x] *= (float)inside[y * width + x];
     }
@@ -239,9 +245,11 @@ __attribute__((target("avx2,fma"))) static void bilinear_rgb_avx2(BILINEAR_ARGS,
 void sample_bilinear_u8(BILINEAR_ARGS, int64_t region_height, int fused)
 {
 #if defined(__x86_64__)
-    const int rgb = channels == 3 && pixel_stride == 3 && (channel_stride == 1 || channel_stride == -1);
-    if (fused && rgb && __builtin_cpu_supports("avx2")) {
-        bilinear_rgb_avx2(BILINEAR_CALL, region_height);
+    const int packed = (channels == 1 && pixel_stride == 1)
+                       || (channels == 3 && pixel_stride == 3
+                           && (channel_stride == 1 || channel_stride == -1));
+    if (fused && packed && __builtin_cpu_supports("avx2")) {
+        bilinear_bytes_avx2(BILINEAR_CALL, region_height);
         return;
     }
 #endif
