@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
@@ -240,3 +241,16 @@ def test_a_missing_sampler_build_is_reported_with_how_to_build(
             sample_nearest([np.zeros((8, 8, 1), np.uint8)], resize_affine((8, 8), (4, 4)))
     finally:
         geometry._samplers.cache_clear()
+
+
+def test_dilation_and_erosion_equal_scipys_filters_with_nearest_borders() -> None:
+    """The shifted extremes give scipy's maximum / minimum filter (mode "nearest"), odd and
+    even kernels, on frames smaller than the kernel too."""
+    rng = np.random.default_rng(5)
+    for shape in ((64, 96), (5, 3), (1, 7)):
+        mask = (rng.random(shape) < 0.4).astype(np.uint8)
+        for kernel in range(-10, 11):
+            size = abs(kernel)
+            morphology = ndimage.maximum_filter if kernel > 0 else ndimage.minimum_filter
+            expected = mask if size <= 1 else morphology(mask, size=size, mode="nearest")
+            np.testing.assert_array_equal(dilate_or_erode(mask, kernel), expected)
