@@ -63,8 +63,8 @@ def _packed_batch(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str
     """Uninitialised tensors of the given shapes and dtypes, all views of one storage: in
     shared memory inside a loader worker, so that a batch travels to the main process
     uncopied, as `default_collate` does, but as one segment instead of one per field (each
-    segment costs its creation, mapping and page faults on both sides: with fourteen fields,
-    that came to about 4 ms of system time a sample)."""
+    segment costs its creation, mapping and page faults on both sides: fourteen of them cost
+    about 1.7 ms of system time a 256 x 512 sample)."""
     offsets, end = {}, 0
     for name, (shape, dtype) in shapes.items():
         offsets[name] = end
