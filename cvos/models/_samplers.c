@@ -13,9 +13,10 @@
  * For maps without rotation, where output row y reads input rows that depend on y alone and
  * output column x input columns that depend on x alone (a resize, a flip, a zoom, a crop).
  * `array` points at pixel (0, 0) of an H x W x C array whose rows, pixels and channels lie
- * `row_stride`, `pixel_stride` and `channel_stride` elements apart (a crop or a reversed channel order is a view). `out` is C x h x w float32;
- * `inside` (h x w, 0 or 1, or NULL for all 1) multiplies every value, as numpy's and torch's
- * float * bool do (a negative value outside becomes -0).
+ * `row_stride`, `pixel_stride` and `channel_stride` elements apart (a crop or a reversed
+ * channel order is a view). `out` is C x h x w float32; `inside` (h x w, 0 or 1, or NULL
+ * for all 1) multiplies every value, as numpy's and torch's float * bool do (a negative
+ * value outside becomes -0).
  */
 
 /*
