@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
-from cvos.data.samples import PACKED_DTYPES
+from cvos.data.samples import PACKED_DTYPES, _window_max
 from cvos.data.sampling import SampleKey
 from cvos.data.transforms import Augment, sample_affine, transform_masks
 from cvos.errors import ConfigError, DataError
@@ -83,6 +84,56 @@ def test_packed_batches_unpack_to_the_samples(data: VOSData) -> None:
             got = getattr(batch, name)[index]
             tolerance = {"mv_acc": 0.02, "mv": 0.02}.get(name, 0.5 / 255 + 1e-6)
             assert (got - value).abs().max() <= tolerance, name
+
+
+# per-field sums of a 16-sample epoch of the flips-only synthetic set (the base config's
+# augmentation: maps without rotation, which the compiled samplers take), computed before the
+# loader was sped up; any change to a value of any sample shows here
+PINNED_EPOCH_SUMS = {
+    "ref_image": 16989863.0,
+    "ref_mask": 2939.0,
+    "key_image": 16580731.0,
+    "key_mask": 2827.0,
+    "key_prior": 3006.9831132888794,
+    "key_residual": 55.78358459472656,
+    "target_image": 16719036.0,
+    "target_mask": 2916.0,
+    "target_prior": 2791.721137046814,
+    "mv_acc": -707.0,
+    "residual_acc": 89.26663208007812,
+    "mv": 1931.0,
+    "gauss": 6481.431295692921,
+    "gop_position": 18.0,
+}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epoch_of_packed_batches_keeps_its_pinned_values(data: VOSData, workers: int) -> None:
+    """Same seed, same samples, bit for bit, in the main process and in loader workers."""
+    flips = {"reference": {"flip_p": 0.5}, "clip": {"flip_p": 0.5}}
+    module = synthetic_module(
+        data.cache_dir, augment=flips, num_workers=workers, samples_per_epoch=16
+    )
+    sums = dict.fromkeys(PINNED_EPOCH_SUMS, 0.0)
+    for batch in module.train_loader():
+        for name in sums:
+            sums[name] += getattr(batch, name).double().sum().item()
+    assert sums == PINNED_EPOCH_SUMS
+
+
+def test_a_packed_batch_converts_each_field_once_into_one_storage(data: VOSData) -> None:
+    """Images become round(255 x) in uint8, float fields float16, as a per-field stack did;
+    all fields are views of one storage (one shared-memory segment from a worker)."""
+    dataset = data.training_set()
+    samples = [dataset[key] for key in list(data.sampler())[:4]]
+    batch = TrainBatch.collate(samples)
+    for name, packed in vars(batch).items():
+        values = torch.stack([getattr(sample, name) for sample in samples])
+        if name in ("ref_image", "key_image", "target_image"):
+            values = values.mul(255.0).round()
+        assert torch.equal(packed, values.to(PACKED_DTYPES.get(name, values.dtype))), name
+    pointers = {value.untyped_storage().data_ptr() for value in vars(batch).values()}
+    assert len(pointers) == 1
 
 
 class DtypeProbe(pl.LightningModule):
@@ -314,3 +365,16 @@ def test_real_davis2016_batch(davis2016_root: Path, tmp_path: Path) -> None:
     sequence = module.eval_sequences("train")[0]
     assert (sequence.height, sequence.width) == (480, 854) and sequence.object_ids == [1]
     assert sequence.gt_masks.shape == (len(frames), 480, 854)
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_window_maxima_equal_max_pool_bit_for_bit(size: int) -> None:
+    """A perturbed prior's dilation (and, negated, erosion) is max_pool2d's, -0 included."""
+    generator = torch.Generator().manual_seed(size)
+    for shape in ((1, 64, 96), (1, 3, 2), (1, 1, 9)):
+        prior = torch.rand(shape, generator=generator).mul(2).sub(0.5).clamp(0, 1)
+        for sign in (1.0, -1.0):
+            pooled = F.max_pool2d(sign * prior[None], (size, 1), 1, (size // 2, 0))
+            expected = sign * F.max_pool2d(pooled, (1, size), 1, (0, size // 2))[0]
+            got = sign * _window_max(_window_max(sign * prior, size, dim=1), size, dim=2)
+            assert torch.equal(got.view(torch.int32), expected.view(torch.int32))

@@ -12,6 +12,7 @@ import pytest
 from data_fixtures import tiny_videos, write_davis2017
 
 from cvos.codec import CompressedVideo, EncodeSettings
+from cvos.data import prepared as prepared_module
 from cvos.data.layouts import list_sequences
 from cvos.data.prepared import (
     LABELS_FILE,
@@ -62,6 +63,32 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
     first = prepared.meta.objects[0]
     assert [o.object_id for o in first] == sorted(set(np.unique(labels[0])) - {0})
     assert all(o.area == int((labels[0] == o.object_id).sum()) for o in first)
+
+
+def test_a_process_keeps_the_last_label_maps_of_all_sequences_together(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated reads come from memory, but only the last LABEL_CACHE maps stay, whichever
+    sequences they are of (a worker meeting every training sequence must not keep that many
+    of each)."""
+    monkeypatch.setattr(prepared_module, "LABEL_CACHE", 3)
+    monkeypatch.setattr(prepared_module, "_LABEL_MAPS", prepared_module._LabelMaps())
+    _prepare(dataset, tmp_path / "cache")
+    seq0, seq1 = [
+        open_prepared(tmp_path / "cache" / s.name, s, SETTINGS)
+        for s in list_sequences("davis2017", dataset, "train")
+    ]
+    reads = []
+    for sequence in (seq0, seq1):
+        read = sequence._read_label
+        monkeypatch.setattr(sequence, "_read_label", lambda i, r=read: reads.append(i) or r(i))
+    first = seq0.label(3)
+    assert seq0.label(3) is first and reads == [3]
+    seq1.label(3), seq1.label(4), seq1.label(3)
+    assert reads == [3, 3, 4]  # three maps: all kept
+    seq1.label(5)  # a fourth pushes out the least recently read: frame 3 of seq-0
+    assert seq0.label(3) is not first and reads == [3, 3, 4, 5, 3]
+    np.testing.assert_array_equal(seq0.label(3), first)
 
 
 def test_prepared_form_is_the_video_and_compressed_labels(dataset: Path, tmp_path: Path) -> None:

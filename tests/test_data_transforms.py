@@ -1,14 +1,17 @@
 """Geometry of network inputs: frames, masks and motion fields stay consistent under one map."""
 
+import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
-from cvos.models import frame_inputs, resize_affine
+from cvos.errors import CVOSError
+from cvos.models import frame_inputs, geometry, resize_affine
 from cvos.models.geometry import sample_bilinear, sample_nearest
 
 SIZE = (120, 200)
@@ -145,3 +148,109 @@ def test_dilate_and_erode_change_area_by_the_kernel() -> None:
     np.testing.assert_array_equal(
         dilate_or_erode(edge, -5), edge
     )  # the frame border does not erode
+
+
+def grid_sample_reference(arrays: list[np.ndarray], affine) -> torch.Tensor:
+    """Bilinear sampling by torch's grid_sample on a float32 copy of the whole frame, 0 outside
+    it (for maps that read the whole frame, the same grid sample_bilinear uses)."""
+    height, width = arrays[0].shape[:2]
+    frame = torch.from_numpy(np.concatenate(arrays, axis=2).astype(np.float32)).permute(2, 0, 1)
+    xs, ys = affine.sources()
+    grid = np.stack((xs * (2.0 / (width - 1)) - 1.0, ys * (2.0 / (height - 1)) - 1.0), axis=-1)
+    out = torch.nn.functional.grid_sample(
+        frame[None], torch.from_numpy(grid.astype(np.float32))[None], "bilinear", "border", True
+    )[0]
+    inside = (xs >= -0.5) & (xs <= width - 0.5) & (ys >= -0.5) & (ys <= height - 0.5)
+    return out * torch.from_numpy(inside)
+
+
+def nearest_reference(arrays: list[np.ndarray], affine) -> torch.Tensor:
+    """sample_nearest by plain fancy indexing: float32 of the nearest pixel, times inside."""
+    height, width = arrays[0].shape[:2]
+    xs, ys = affine.sources()
+    cols, rows = np.floor(xs + 0.5).astype(int), np.floor(ys + 0.5).astype(int)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    frame = np.concatenate([a.astype(np.float32) for a in arrays], axis=2)
+    picked = frame[rows.clip(0, height - 1), cols.clip(0, width - 1)] * inside[..., None]
+    return torch.from_numpy(picked).permute(2, 0, 1)
+
+
+def as_float(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """float32 copies: what the samplers read with torch's grid_sample and numpy indexing."""
+    return [a.astype(np.float32) for a in arrays]
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal float32 tensors, down to the sign of zeros."""
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+GEOMETRIES = {  # name: (frame size, input size, crop size, augment)
+    "480p to 256 x 512, flips": ((480, 854), (256, 512), (256, 512), Augment(flip_p=0.5)),
+    "paper augmentation": (
+        (120, 200),
+        (96, 160),
+        (64, 96),
+        Augment(flip_p=0.5, max_rotation=30.0, scale_range=(0.75, 1.25), max_translation=0.05),
+    ),
+    "zoomed out past the frame": ((50, 70), (50, 70), (40, 60), Augment(scale_range=(0.4, 0.6))),
+}
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_compiled_samplers_equal_grid_sample_and_indexing_bit_for_bit(name: str) -> None:
+    """The compiled loops read uint8 images and masks and int16 / int32 fields in place (BGR
+    reversed, crops): every value must be the one torch's grid_sample and numpy indexing give
+    on float32 copies (the way every dtype was sampled before), -0 outside included."""
+    in_size, input_size, crop_size, augment = GEOMETRIES[name]
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (*in_size, 3), dtype=np.uint8)
+    mask = (rng.random(in_size) < 0.5).astype(np.uint8)[..., None]
+    vectors = rng.integers(-300, 300, (*in_size, 2), dtype=np.int32)
+    residual = rng.integers(-255, 256, (*in_size, 3)).astype(np.int16)
+    for _ in range(8):
+        affine = sample_affine(in_size, input_size, crop_size, augment, rng)
+        for arrays in ([bgr[..., ::-1]], [mask, bgr]):
+            ours = sample_bilinear(arrays, affine)
+            assert same_bits(ours, sample_bilinear(as_float(arrays), affine))
+            if name.startswith("480p"):  # the whole frame is read: the plain reference holds
+                assert same_bits(ours, grid_sample_reference(arrays, affine))
+        for arrays in ([vectors, residual], [mask], [bgr[..., ::-1]], [bgr[:, 1:]]):
+            ours = sample_nearest(arrays, affine)
+            assert same_bits(ours, sample_nearest(as_float(arrays), affine))
+            assert same_bits(ours, nearest_reference(arrays, affine))
+
+
+def test_the_480p_resize_reads_pinned_values() -> None:
+    """Known values of the stretch of a 480p frame to 256 x 512 (a flip-free training map):
+    output pixel (200, 100) reads around frame point (333.93, 187.94)."""
+    image = (np.arange(480 * 854 * 3) % 251).astype(np.uint8).reshape(480, 854, 3)
+    affine = resize_affine((480, 854), (256, 512))
+    out = sample_bilinear([image], affine)
+    assert out.shape == (3, 256, 512)
+    assert out[:, 100, 200].tolist() == [232.533203125, 233.533203125, 234.533203125]
+
+
+def test_a_missing_sampler_build_is_reported_with_how_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    geometry._samplers.cache_clear()
+    try:
+        with pytest.raises(CVOSError, match="_samplers.c is not compiled.*C compiler"):
+            sample_nearest([np.zeros((8, 8, 1), np.uint8)], resize_affine((8, 8), (4, 4)))
+    finally:
+        geometry._samplers.cache_clear()
+
+
+def test_dilation_and_erosion_equal_scipys_filters_with_nearest_borders() -> None:
+    """The shifted extremes give scipy's maximum / minimum filter (mode "nearest"), odd and
+    even kernels, on frames smaller than the kernel too."""
+    rng = np.random.default_rng(5)
+    for shape in ((64, 96), (5, 3), (1, 7)):
+        mask = (rng.random(shape) < 0.4).astype(np.uint8)
+        for kernel in range(-10, 11):
+            size = abs(kernel)
+            morphology = ndimage.maximum_filter if kernel > 0 else ndimage.minimum_filter
+            expected = mask if size <= 1 else morphology(mask, size=size, mode="nearest")
+            np.testing.assert_array_equal(dilate_or_erode(mask, kernel), expected)

@@ -18,9 +18,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, get_worker_info
 
 from cvos.codec.motion import warp_labels
 from cvos.data.prepared import PreparedSequence
@@ -40,12 +39,43 @@ PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third
         torch.float16,
     ),
 }
+BATCH_ALIGNMENT = 64  # bytes: each field of a packed batch starts at a multiple of this
 
 
-def _pack(name: str, tensor: Tensor) -> Tensor:
-    if name in IMAGES:
-        return tensor.mul(255.0).round_().to(torch.uint8)
-    return tensor.to(PACKED_DTYPES.get(name, tensor.dtype))
+def _packed_dtype(name: str, tensor: Tensor) -> torch.dtype:
+    return PACKED_DTYPES.get(name, tensor.dtype)
+
+
+def _pack_into(out: Tensor, name: str, tensor: Tensor) -> None:
+    """Write one field of a sample into its slot of a packed batch (`PACKED_DTYPES`).
+
+    Images and masks hold whole numbers in 0..255 by then: numpy casts them to uint8 as
+    torch does (truncation, exact here), seven times faster than torch's scalar loop.
+    """
+    values = tensor.mul(255.0).round_() if name in IMAGES else tensor
+    if out.dtype == torch.uint8:
+        np.copyto(out.numpy(), values.numpy(), casting="unsafe")
+    else:
+        out.copy_(values)
+
+
+def _packed_batch(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, Tensor]:
+    """Uninitialised tensors of the given shapes and dtypes, all views of one storage: in
+    shared memory inside a loader worker, so that a batch travels to the main process
+    uncopied, as `default_collate` does, but as one segment instead of one per field (each
+    segment costs its creation, mapping and page faults on both sides: fourteen of them cost
+    about 1.7 ms of system time a 256 x 512 sample)."""
+    offsets, end = {}, 0
+    for name, (shape, dtype) in shapes.items():
+        offsets[name] = end
+        end += -(-shape.numel() * dtype.itemsize // BATCH_ALIGNMENT) * BATCH_ALIGNMENT
+    storage = (
+        torch.UntypedStorage._new_shared(end) if get_worker_info() else torch.UntypedStorage(end)
+    )
+    return {
+        name: torch.empty(0, dtype=dtype).set_(storage, offsets[name] // dtype.itemsize, shape)
+        for name, (shape, dtype) in shapes.items()
+    }
 
 
 def _unpack(name: str, tensor: Tensor) -> Tensor:
@@ -81,18 +111,18 @@ class TrainBatch:
 
     @classmethod
     def collate(cls, samples: list[TrainBatch]) -> TrainBatch:
-        """Stack unbatched samples into a packed batch (the DataLoader's collate_fn).
-
-        torch's `default_collate` stacks straight into shared memory inside a worker, which
-        saves a copy of every batch on its way to the main process.
-        """
-        names = [f.name for f in fields(cls)]
+        """Stack unbatched samples into a packed batch (the DataLoader's collate_fn): each
+        sample's fields are converted straight into their slots of the batch."""
+        shapes = {}
+        for name in (f.name for f in fields(cls)):
+            first = getattr(samples[0], name)
+            shapes[name] = (torch.Size((len(samples), *first.shape)), _packed_dtype(name, first))
+        batch = _packed_batch(shapes)
         with _one_thread():
-            stacked = {
-                name: default_collate([_pack(name, getattr(s, name)) for s in samples])
-                for name in names
-            }
-        return cls(**stacked)
+            for name, out in batch.items():
+                for slot, sample in zip(out, samples, strict=True):
+                    _pack_into(slot, name, getattr(sample, name))
+        return cls(**batch)
 
     def unpacked(self) -> TrainBatch:
         """The float32 batch of a packed one (what `collate` made); a no-op on float32 batches."""
@@ -278,8 +308,8 @@ class TrainDataset(Dataset):
             return prior
         k = int(rng.choice([3, 5, 7]))
         sign = 1.0 if rng.random() < 0.5 else -1.0
-        rows = F.max_pool2d(sign * prior[None], (k, 1), 1, (k // 2, 0))  # a square max is
-        return sign * F.max_pool2d(rows, (1, k), 1, (0, k // 2))[0]  # a row max of column maxes
+        columns = _window_max(sign * prior, k, dim=1)  # a square max is a row max of column
+        return sign * _window_max(columns, k, dim=2)  # maxes
 
     def _gauss(self, prior: Tensor, rng: np.random.Generator) -> Tensor:
         """1 x h x w Gaussian location prior of a mask, after a random erosion or dilation and
@@ -315,6 +345,19 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _window_max(values: Tensor, size: int, dim: int) -> Tensor:
+    """The max over a centred window of `size` (odd) along `dim`, of the values inside the
+    frame: max_pool2d's with -inf padding, exactly, by `size - 1` shifted maxima (several times
+    faster than max_pool2d on one plane of 256 x 512)."""
+    out = values.clone()
+    length = values.shape[dim]
+    for shift in range(1, min(size // 2, length - 1) + 1):
+        later, earlier = out.narrow(dim, shift, length - shift), out.narrow(dim, 0, length - shift)
+        later.copy_(torch.maximum(later, values.narrow(dim, 0, length - shift)))
+        earlier.copy_(torch.maximum(earlier, values.narrow(dim, shift, length - shift)))
+    return out
 
 
 def _binary(labels: np.ndarray, object_id: int) -> np.ndarray:

@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 from torch import Tensor
 
 from cvos.models.geometry import Affine, resize_affine, sample_nearest
@@ -64,10 +63,30 @@ def transform_masks(masks: list[np.ndarray], affine: Affine) -> Tensor:
 def dilate_or_erode(mask: np.ndarray, kernel: int) -> np.ndarray:
     """H x W {0, 1}: positive `kernel` dilates with a kernel x kernel square, negative erodes.
 
-    The frame border counts as neither object nor background (it never erodes the object).
+    The frame border counts as neither object nor background (it never erodes the object):
+    scipy's maximum / minimum filter with mode "nearest", computed as shifted extremes of the
+    pixels inside the frame (border copies add no new values), several times faster.
     """
     size = abs(kernel)
     if size <= 1:
         return mask
-    morphology = ndimage.maximum_filter if kernel > 0 else ndimage.minimum_filter
-    return morphology(mask, size=size, mode="nearest")
+    extreme = np.maximum if kernel > 0 else np.minimum
+    return _window_extreme(_window_extreme(mask, size, 0, extreme), size, 1, extreme)
+
+
+def _window_extreme(values: np.ndarray, size: int, axis: int, extreme: np.ufunc) -> np.ndarray:
+    """`extreme` over scipy's window of `size` along `axis` (offsets -(size // 2) to
+    (size - 1) // 2), of the values inside the array."""
+    out = values.copy()
+    length = values.shape[axis]
+    for offset in range(-(size // 2), (size - 1) // 2 + 1):
+        if offset == 0 or abs(offset) >= length:
+            continue
+        span = length - abs(offset)
+        here = [slice(None)] * values.ndim
+        there = [slice(None)] * values.ndim
+        here[axis] = slice(max(-offset, 0), max(-offset, 0) + span)
+        there[axis] = slice(max(offset, 0), max(offset, 0) + span)
+        view = out[tuple(here)]
+        extreme(view, values[tuple(there)], out=view)
+    return out

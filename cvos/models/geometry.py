@@ -5,17 +5,26 @@ Coordinates are (x, y) with pixel centres on integers; a frame of width W covers
 bilinearly; masks, motion vectors and residuals take the nearest pixel, which keeps them exact
 (they are blockwise). Vectors are differences of points, so they transform by the map's linear
 part only: a flip negates dx, a resize scales both components, a rotation rotates them.
+
+Under a map without rotation (a resize, flips, zooms, crops: the default training augmentation
+and inference), compiled loops (`_samplers.c`) read uint8 images and masks and int16 / int32
+fields in place, with the very arithmetic of numpy indexing and torch's grid_sample; any other
+map or dtype takes those two.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from cvos.errors import CVOSError
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,30 @@ class Affine:
         return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
+@functools.cache
+def _samplers() -> ctypes.CDLL:
+    """The compiled sampling loops (`_samplers.c`), loaded once."""
+    spec = importlib.util.find_spec("cvos.models._samplers")
+    if spec is None or spec.origin is None:
+        raise CVOSError(
+            "cvos/models/_samplers.c is not compiled: reinstall cvos (`make install` or "
+            "`pip install -e .`) on a machine with a C compiler"
+        )
+    library = ctypes.CDLL(spec.origin)
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    array = [pointer, size, size, size, size]  # data, row / pixel / channel strides, channels
+    for name in _NEAREST_KERNELS.values():
+        # rows, height, cols, width, inside, out
+        getattr(library, name).argtypes = [*array, pointer, size, pointer, size, pointer, pointer]
+        getattr(library, name).restype = None
+    # rows, their weights, height, cols, their weights, width, inside, out, rows of the array,
+    # fused
+    axes = [pointer, pointer, size, pointer, pointer, size, pointer, pointer, size, ctypes.c_int]
+    library.sample_bilinear_u8.argtypes = [*array, *axes]
+    library.sample_bilinear_u8.restype = None
+    return library
+
+
 def resize_affine(in_size: tuple[int, int], out_size: tuple[int, int]) -> Affine:
     """Stretch an (H, W) frame onto (h, w): pixel edges meet pixel edges (align_corners=False)."""
     (in_h, in_w), (out_h, out_w) = in_size, out_size
@@ -66,38 +99,79 @@ def map_vectors(vectors: Tensor, affine: Affine) -> Tensor:
 def sample_nearest(arrays: list[np.ndarray], affine: Affine) -> Tensor:
     """H x W x C_i arrays (any dtype) -> (sum C_i) x h x w float32, nearest pixel, 0 outside.
 
-    Gathers only the output's pixels with one flat index per array, so a large frame costs
-    what the output costs.
+    Gathers only the output's pixels, so a large frame costs what the output costs. Under a
+    map without rotation, a compiled loop reads uint8, int16 and int32 arrays in place and
+    converts as it goes; otherwise numpy takes one flat index per array.
     """
     height, width = arrays[0].shape[:2]
-    rows, cols, inside = _nearest_index(affine, height, width)
-    out = np.empty((sum(a.shape[2] for a in arrays), rows.size), np.float32)  # C x h*w
+    taps = _nearest_taps(affine, height, width)
+    out = np.empty((sum(a.shape[2] for a in arrays), taps.rows.size), np.float32)  # C x h*w
     first = 0
     for array in arrays:
-        channels = array.shape[2]
-        out[first : first + channels] = _gather(array, rows, cols).T
-        first += channels
-    if not inside.all():
-        out *= inside
+        part = out[first : first + array.shape[2]]
+        if taps.axes is not None and array.dtype in _NEAREST_KERNELS:
+            _gather_compiled(array, taps, part)
+        else:
+            part[...] = _gather(array, taps.rows, taps.cols).T
+            if taps.inside is not None:
+                part *= taps.inside
+        first += array.shape[2]
     return torch.from_numpy(out).view(-1, *affine.out_size)
 
 
-def _nearest_index(affine: Affine, height: int, width: int) -> tuple[np.ndarray, ...]:
-    """Row and column (h*w intp, clamped into the frame) of each output pixel's nearest input
-    pixel, and whether it lies inside the frame (h*w bool); the last few maps are cached."""
+@dataclass(frozen=True)
+class _NearestTaps:
+    """The input pixel each output pixel takes (h*w of them)."""
+
+    rows: np.ndarray  # h*w int64, clamped into the frame
+    cols: np.ndarray  # h*w int64
+    inside: np.ndarray | None  # h*w bool: whether the pixel lies inside the frame; None: all
+    axes: tuple[np.ndarray, np.ndarray] | None  # the row of each output row (h int32) and the
+    # column of each output column (w int32), when rows and columns are that (no rotation)
+
+
+_NEAREST_KERNELS = {
+    np.dtype(np.uint8): "gather_nearest_u8",
+    np.dtype(np.int16): "gather_nearest_i16",
+    np.dtype(np.int32): "gather_nearest_i32",
+}
+
+
+def _gather_compiled(array: np.ndarray, taps: _NearestTaps, out: np.ndarray) -> None:
+    """out (C x h*w float32, C-contiguous) = array (H x W x C) at `taps` (with axes)."""
+    rows, cols = taps.axes
+    strides = (stride // array.itemsize for stride in array.strides)
+    getattr(_samplers(), _NEAREST_KERNELS[array.dtype])(
+        _address(array), *strides, array.shape[2], _address(rows), rows.size,
+        _address(cols), cols.size, _address(taps.inside), _address(out),
+    )  # fmt: skip
+
+
+def _address(array: np.ndarray | None) -> int | None:
+    """The data pointer of an optional array (None: a NULL pointer); a third of the time of
+    `array.ctypes.data`, which counts at a dozen calls a sample."""
+    return None if array is None else array.__array_interface__["data"][0]
+
+
+def _nearest_taps(affine: Affine, height: int, width: int) -> _NearestTaps:
+    """The taps of `affine` on an H x W frame; the last few are cached."""
     key = (affine.matrix.tobytes(), affine.offset.tobytes(), affine.out_size, height, width)
-    return _nearest_index_of(key)
+    return _nearest_taps_of(key)
 
 
 @functools.lru_cache(maxsize=8)
-def _nearest_index_of(key: tuple) -> tuple[np.ndarray, ...]:
+def _nearest_taps_of(key: tuple) -> _NearestTaps:
     matrix, offset, out_size, height, width = key
     affine = Affine(np.frombuffer(matrix).reshape(2, 2), np.frombuffer(offset), out_size)
     xs, ys = affine.sources()
-    cols, rows = np.floor(xs + 0.5).astype(np.intp), np.floor(ys + 0.5).astype(np.intp)
+    cols, rows = np.floor(xs + 0.5).astype(np.int64), np.floor(ys + 0.5).astype(np.int64)
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    cols, rows = cols.clip(0, width - 1).ravel(), rows.clip(0, height - 1).ravel()
-    return rows, cols, inside.ravel()
+    cols, rows = cols.clip(0, width - 1), rows.clip(0, height - 1)  # h x w each
+    axes = None
+    if (rows == rows[:, :1]).all() and (cols == cols[:1]).all():
+        axes = (rows[:, 0].astype(np.int32), cols[0].astype(np.int32))
+    mask = None if inside.all() else inside.ravel()
+    return _NearestTaps(rows.ravel(), cols.ravel(), mask, axes)
 
 
 def _gather(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -122,35 +196,109 @@ def _gather(array: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
 
 
 def sample_bilinear(arrays: list[np.ndarray], affine: Affine) -> Tensor:
-    """H x W x C_i arrays -> (sum C_i) x h x w float32, bilinear inside the frame, 0 outside."""
+    """H x W x C_i arrays -> (sum C_i) x h x w float32, bilinear inside the frame, 0 outside.
+
+    torch's grid_sample on a float copy of the part of the frame the output reads. Under a
+    map without rotation, uint8 arrays (images, masks) skip the copy: a compiled loop does
+    grid_sample's arithmetic on them in place, giving its values bit for bit, several times
+    faster.
+    """
     height, width = arrays[0].shape[:2]
     box = affine.input_box(height, width)
     if box is None:  # the output lies entirely outside the input
         return torch.zeros(sum(a.shape[2] for a in arrays), *affine.out_size)
-    grid, inside = _bilinear_grid(affine, box, height, width)
+    taps = _bilinear_taps(affine, box, height, width)
+    if taps.axes is not None and all(a.dtype == np.uint8 for a in arrays):
+        return _bilinear_compiled(arrays, box, taps).view(-1, *affine.out_size)
     region = torch.from_numpy(_float_region(arrays, box))[None]  # 1 x C x rh x rw
+    grid = torch.from_numpy(taps.grid)[None]
     out = F.grid_sample(region, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out[0] if inside is None else out[0] * inside
+    if taps.inside is None:
+        return out[0]
+    return out[0] * torch.from_numpy(taps.inside).view(affine.out_size)
 
 
-def _bilinear_grid(
+@dataclass(frozen=True)
+class _Corners:
+    """Along one axis of the output, grid_sample's two neighbouring input indices and their
+    weights, computed as grid_sample computes them (the far index clamped into the region,
+    where its weight is 0)."""
+
+    index: np.ndarray  # 2 x n int32: near (north or west), far (south or east)
+    weight: np.ndarray  # 2 x n float32: of the near one (s or e), of the far one (n or w)
+
+
+@dataclass(frozen=True)
+class _BilinearTaps:
+    """What each output pixel reads of the region `box` of a frame (h x w of them)."""
+
+    grid: np.ndarray  # h x w x 2 float32 (x, y) in [-1, 1] over the region: grid_sample's
+    inside: np.ndarray | None  # h*w bool: whether the pixel lies inside the frame; None: all
+    axes: tuple[_Corners, _Corners] | None  # rows, columns: when x depends on the column alone
+    # and y on the row alone (no rotation)
+
+
+def _bilinear_compiled(
+    arrays: list[np.ndarray], box: tuple[int, int, int, int], taps: _BilinearTaps
+) -> Tensor:
+    """(sum C_i) x h*w float32: `box` of H x W x C_i uint8 arrays at `taps` (with axes)."""
+    x0, y0, x1, y1 = box
+    rows, cols = taps.axes
+    count = rows.index.shape[1] * cols.index.shape[1]
+    out = np.empty((sum(a.shape[2] for a in arrays), count), np.float32)  # C x h*w
+    first = 0
+    for array in arrays:
+        region = array[y0:y1, x0:x1]
+        _samplers().sample_bilinear_u8(
+            _address(region), *region.strides, region.shape[2],  # uint8: strides in elements
+            _address(rows.index), _address(rows.weight), rows.index.shape[1],
+            _address(cols.index), _address(cols.weight), cols.index.shape[1],
+            _address(taps.inside), _address(out[first]), region.shape[0], _fused_multiply_add(),
+        )  # fmt: skip
+        first += region.shape[2]
+    return torch.from_numpy(out)
+
+
+@functools.cache
+def _fused_multiply_add() -> bool:
+    """Whether ATen's grid_sample sums with fused multiply-adds: its vectorised kernels do,
+    its plain C++ one (`ATEN_CPU_CAPABILITY=default`) does not."""
+    return torch.backends.cpu.get_cpu_capability() != "DEFAULT"
+
+
+def _bilinear_taps(
     affine: Affine, box: tuple[int, int, int, int], height: int, width: int
-) -> tuple[Tensor, Tensor | None]:
-    """The grid_sample grid (1 x h x w x 2) into `box` and where the output lies inside the
-    frame (h x w, None when everywhere); the last few are cached."""
+) -> _BilinearTaps:
+    """The taps of `affine` into `box` of an H x W frame; the last few are cached."""
     key = (affine.matrix.tobytes(), affine.offset.tobytes(), affine.out_size, box, height, width)
-    return _bilinear_grid_of(key)
+    return _bilinear_taps_of(key)
 
 
 @functools.lru_cache(maxsize=8)
-def _bilinear_grid_of(key: tuple) -> tuple[Tensor, Tensor | None]:
+def _bilinear_taps_of(key: tuple) -> _BilinearTaps:
     matrix, offset, out_size, (x0, y0, x1, y1), height, width = key
     affine = Affine(np.frombuffer(matrix).reshape(2, 2), np.frombuffer(offset), out_size)
     xs, ys = affine.sources()
     inside = (xs >= -0.5) & (xs <= width - 0.5) & (ys >= -0.5) & (ys <= height - 0.5)
     grid = np.stack((_to_unit(xs - x0, x1 - x0), _to_unit(ys - y0, y1 - y0)), axis=-1)
-    mask = None if inside.all() else torch.from_numpy(inside)
-    return torch.from_numpy(grid.astype(np.float32))[None], mask
+    grid = grid.astype(np.float32)  # h x w x 2
+    axes = None
+    if (grid[..., 0] == grid[:1, :, 0]).all() and (grid[..., 1] == grid[:, :1, 1]).all():
+        axes = (_corners(grid[:, 0, 1], y1 - y0), _corners(grid[0, :, 0], x1 - x0))
+    return _BilinearTaps(grid, None if inside.all() else inside.ravel(), axes)
+
+
+def _corners(coords: np.ndarray, size: int) -> _Corners:
+    """grid_sample's float32 steps along one axis of `size` pixels (align_corners=True, border
+    padding): unnormalise, clip, floor, and the distances to both neighbours."""
+    one = np.float32(1)
+    position = (coords + one) * (np.float32(size - 1) / np.float32(2))
+    position = np.minimum(np.float32(size - 1), np.maximum(position, np.float32(0)))
+    near = np.floor(position)
+    far_weight = position - near
+    index = near.astype(np.int32)
+    indices = np.stack((index, np.minimum(index + 1, size - 1)))
+    return _Corners(indices, np.stack((one - far_weight, far_weight)))
 
 
 def _to_unit(coords: np.ndarray, size: int) -> np.ndarray:
