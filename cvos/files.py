@@ -1,4 +1,5 @@
-"""Atomic file and folder writes: a reader sees the old content or the new, never half of it.
+"""Atomic file and folder writes (a reader sees the old content or the new, never half of it),
+and the project's compiled C loops.
 
 Everything the project writes (reports, masks, caches, checkpoints, encoded videos) goes through
 `atomic_path`: the content is written under a temporary name in the same folder, then renamed
@@ -7,6 +8,8 @@ into place, so a crash or a kill leaves no half-written file that a later run wo
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from cvos.errors import CVOSError
 
 
 def temporary_name(path: Path) -> Path:
@@ -52,3 +57,16 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as indented JSON (with a final newline) atomically; returns the path."""
     return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def compiled_library(module: str, error: type[CVOSError] = CVOSError) -> ctypes.CDLL:
+    """The C extension `module` (e.g. "cvos.codec._kernels") opened with ctypes; `error` says
+    how to build it when it is missing."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        source = module.replace(".", "/") + ".c"
+        raise error(
+            f"{source} is not compiled: reinstall cvos (`make install` or `pip install -e .`) "
+            "on a machine with a C compiler"
+        )
+    return ctypes.CDLL(spec.origin)

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cvos"
 FLOORS = {  # top-level part of cvos -> floor
-    "errors": 1, "files": 1,
+    "errors": 0, "files": 1,
     "codec": 2, "models": 2, "masks": 2,
     "data": 3, "metrics": 3,
     "inference": 4,

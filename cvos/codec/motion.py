@@ -20,13 +20,13 @@ memory traffic.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import platform
 from functools import cache
 
 import numpy as np
 
 from cvos.errors import CodecError
+from cvos.files import compiled_library
 
 RECORD_FIELDS = ("w", "h", "src_x", "src_y", "dst_x", "dst_y")
 """The fields of FFmpeg's motion records that the painting reads."""
@@ -61,13 +61,7 @@ def reuse_freed_memory() -> None:
 @cache
 def _kernels() -> ctypes.CDLL:
     """The compiled loops, loaded once (the error says how to build them if they are missing)."""
-    spec = importlib.util.find_spec("cvos.codec._kernels")
-    if spec is None or spec.origin is None:
-        raise CodecError(
-            "cvos/codec/_kernels.c is not compiled: reinstall cvos (`make install` or "
-            "`pip install -e .`) on a machine with a C compiler"
-        )
-    library = ctypes.CDLL(spec.origin)
+    library = compiled_library("cvos.codec._kernels", CodecError)
     library.paint_motion.argtypes = [_RECORDS, _SIZE, _SIZE, _SIZE, _FIELD]
     library.paint_motion.restype = None
     library.accumulate_motion.argtypes = [_FIELD, _FIELD, _SIZE, _SIZE, _FIELD]

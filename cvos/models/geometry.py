@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cvos.errors import CVOSError
+from cvos.files import compiled_library
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,7 @@ class Affine:
 @functools.cache
 def _samplers() -> ctypes.CDLL:
     """The compiled sampling loops (`_samplers.c`), loaded once."""
-    spec = importlib.util.find_spec("cvos.models._samplers")
-    if spec is None or spec.origin is None:
-        raise CVOSError(
-            "cvos/models/_samplers.c is not compiled: reinstall cvos (`make install` or "
-            "`pip install -e .`) on a machine with a C compiler"
-        )
-    library = ctypes.CDLL(spec.origin)
+    library = compiled_library("cvos.models._samplers")
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     array = [pointer, size, size, size, size]  # data, row / pixel / channel strides, channels
     for name in _NEAREST_KERNELS.values():
