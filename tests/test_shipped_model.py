@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from jobs import compose_job
+from omegaconf import OmegaConf
 
 from cvos.evaluate import evaluate
-from cvos.models import load_net
+from cvos.models import NetConfig, build_net, load_net
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "davis16_cpu.pt"
@@ -48,3 +49,24 @@ def test_the_shipped_model_beats_mask_warp_on_davis_val(
     net, warp = scores["net"], scores["warp"]
     assert net["J&F"] >= warp["J&F"] + 0.05
     assert net["F"] - warp["F"] >= net["J"] - warp["J"]
+
+
+@pytest.mark.parametrize(
+    ("experiment", "pframe_decoder", "pframe_widths"),
+    [("davis16_cpu", (24, 8, 16, 16, 8), (8, 16, 32)),
+     ("davis16_cpu_light_p", (24, 0, 16, 16, 0), (16, 32))],
+)  # fmt: skip
+def test_the_recipes_p_frame_paths(
+    tmp_path: Path, experiment: str, pframe_decoder: tuple, pframe_widths: tuple
+) -> None:
+    """The recipe keeps the shipped model's P-frame path; the light variant (measured faster and
+    less accurate, see the README) only changes that path."""
+    cfg = compose_job("train", [f"experiment={experiment}", "data.root=/data/DAVIS"], tmp_path)
+    config = NetConfig(**OmegaConf.to_container(cfg.model.net, resolve=True))
+    shipped = load_net(MODEL)[1]
+    assert (config.pframe_decoder, config.pframe_widths) == (pframe_decoder, pframe_widths)
+    same = ("iframe_decoder", "embed_dim", "bank_cap", "input_size", "pframe_band")
+    assert all(getattr(config, name) == getattr(shipped, name) for name in same)
+    if experiment == "davis16_cpu":
+        assert config == shipped
+    build_net(config)  # both build
