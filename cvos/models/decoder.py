@@ -129,26 +129,27 @@ class MaskDecoder(nn.Module):
         -> N x 1 x H x W logits. `correction_scale` < 1 trusts the prior more (inference)."""
         if not self.use_prior:
             prior = torch.full_like(prior, 0.5)
-        size = tuple(prior.shape[-2:])
         prior8 = F.adaptive_avg_pool2d(prior, feats.shape[-2:])
         x8 = self.coarse(torch.cat((feats, scores, prior8), dim=1))  # N x C x h x w
         first = self._first(image, residual, prior)  # N x F x H/2 x W/2 (H/4 from the patch)
         f4 = self.fine4(first)  # N x F4 x H/4 x W/4
         x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
+        correction = correction_scale * self._correction(x4, first, prior)  # N x 1 x H x W
+        if not self.use_prior:
+            return correction
+        return torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)) + correction
+
+    def _correction(self, x4: Tensor, first: Tensor, prior: Tensor) -> Tensor:
+        """N x 1 x H x W, zero outside the band: from x4 (N x C x H/4 x W/4) through the 1/2
+        fusion and a bilinear upsample, or straight from 1/4 by pixel shuffle."""
         if self.fuse2 is None:
             cells = self.out(x4)  # N x 16 x H/4 x W/4: each cell's 4 x 4 pixels
             if self.band > 0:
                 cells = cells * cell_band(prior, self.band, PATCH)
-            correction = F.pixel_shuffle(cells, PATCH)  # N x 1 x H x W
-        else:
-            x2 = self.fuse2(torch.cat((upsample(x4, first.shape[-2:]), first), dim=1))
-            correction = upsample(self.out(x2), size)  # N x 1 x H x W
-            if self.band > 0:
-                correction = correction * boundary_band(prior, self.band)
-        correction = correction_scale * correction
-        if not self.use_prior:
-            return correction
-        return torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)) + correction
+            return F.pixel_shuffle(cells, PATCH)
+        x2 = self.fuse2(torch.cat((upsample(x4, first.shape[-2:]), first), dim=1))
+        correction = upsample(self.out(x2), tuple(prior.shape[-2:]))
+        return correction if self.band == 0 else correction * boundary_band(prior, self.band)
 
     def _first(self, image: Tensor, residual: Tensor, prior: Tensor) -> Tensor:
         """The first fine conv on [image, residual, prior]. The conv is linear in its input, so
