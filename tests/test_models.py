@@ -20,6 +20,7 @@ from cvos.models import (
     NetConfig,
     Reference,
     build_encoder,
+    build_net,
     downsample_flow,
     soft_aggregate,
     topk_mean,
@@ -645,3 +646,23 @@ def test_folding_batch_norms_keeps_every_stage(name: str) -> None:
             net.propagate(key, mv, residual, mv, priors).feats,
             rtol=1e-4, atol=1e-4,
         )  # fmt: skip
+
+
+def test_initial_weights_are_those_of_0_3() -> None:
+    """Modules are created in the order they were when the shipped model was trained, so a seed
+    still gives the same initial weights and `make davis16` reproduces that training (sums taken
+    with the 0.3 code)."""
+    torch.manual_seed(0)
+    config = NetConfig(
+        variant="t", use_rsm=True, use_sam=True, embed_dim=32, encoder={"name": "tiny"}
+    )
+    params = dict(build_net(config).named_parameters())
+    sums = {
+        "idec.fuse4.0.weight": 0.9810971517731559,
+        "idec.fuse2.0.weight": 2.4290756013699593,
+        "pdec.fuse4.0.weight": -0.4457068985070691,
+        "sam.head.weight": -1.4243325175193604,
+        "rsm.fuse.2.weight": -4.292383701528365,
+    }
+    for name, expected in sums.items():
+        assert params[name].double().sum().item() == pytest.approx(expected, abs=1e-12)

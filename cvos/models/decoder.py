@@ -97,20 +97,21 @@ class MaskDecoder(nn.Module):
             conv_bn_relu(dim + 2 + 1, w.coarse), conv_bn_relu(w.coarse, w.coarse, dilation=2)
         )
         inputs = IMAGE_CHANNELS + RESIDUAL_CHANNELS + 1
-        self.fine2 = self.patch = None  # the first fine conv: one of them
-        if w.fine2:
+        self.fine2 = self.patch = self.fuse2 = None  # the first fine conv is one of fine2, patch
+        if w.fine2:  # modules are created in 0.3's order, which fixes their initial weights
             self.fine2 = conv_bn_relu(inputs, w.fine2, stride=2)  # -> H/2
             self.fine4 = nn.Sequential(
                 conv_bn_relu(w.fine2, w.fine4, stride=2), conv_bn_relu(w.fine4, w.fine4)
             )
-            self.fuse2 = conv_bn_relu(w.fuse4 + w.fine2, w.fuse2)
-            self.out = nn.Conv2d(w.fuse2, 1, 3, padding=1)
         else:  # a 4 x 4 patch conv straight to H/4, and a sub-pixel output
             self.patch = patch_conv_bn_relu(inputs, w.fine4, PATCH)
             self.fine4 = conv_bn_relu(w.fine4, w.fine4)
-            self.fuse2 = None
-            self.out = nn.Conv2d(w.fuse4, PATCH * PATCH, 3, padding=1)  # a cell's pixels
         self.fuse4 = conv_bn_relu(w.coarse + w.fine4, w.fuse4)
+        if w.fine2:
+            self.fuse2 = conv_bn_relu(w.fuse4 + w.fine2, w.fuse2)
+            self.out = nn.Conv2d(w.fuse2, 1, 3, padding=1)
+        else:
+            self.out = nn.Conv2d(w.fuse4, PATCH * PATCH, 3, padding=1)  # a cell's pixels
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
