@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch import Tensor, nn
 
+import cvos.models.decoder as decoder_module
 from cvos.data import TrainBatch
 from cvos.errors import CheckpointError, ConfigError, DataError
 from cvos.lit import CVOSLitModule
@@ -28,7 +29,7 @@ from cvos.models import (
     warp_mask,
 )
 from cvos.models.cvosnet import fold_batch_norms
-from cvos.models.decoder import DecoderWidths, boundary_band, cell_band
+from cvos.models.decoder import DecoderWidths, Window, band_window, boundary_band, cell_band
 from cvos.models.matching import build_reference, capped, match, match_shared, shared_banks
 from cvos.models.propagation import MOTION_SCALE
 
@@ -454,6 +455,34 @@ def test_the_light_p_frame_decoder_corrects_whole_cells_near_the_boundary() -> N
     assert rows.nonzero().flatten().tolist() == [*range(12, 52)]
     assert cols.nonzero().flatten().tolist() == [*range(4, 44)]
     assert not changed[24:40, 16:32].any()  # deep inside
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_inference_decodes_p_frames_on_the_bands_window_with_the_same_numbers(
+    light: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = tiny_net(pframe_band=3, **(LIGHT_P if light else {})).eval()
+    torch.nn.init.normal_(net.pdec.out.weight, std=0.5)  # a correction that reads its whole field
+    height, width = 96, 160
+    feats, scores = torch.randn(2, 32, height // 8, width // 8), torch.randn(2, 2, 12, 20) * 10
+    image, residual = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width) * 2 - 1
+    prior = torch.full((2, 1, height, width), 0.1)
+    prior[0, :, 0:12, 0:15] = prior[1, :, 21:30, 26:41] = 0.9  # one object in the corner
+    window = band_window(prior, 3, 8)
+    assert window == Window(top=0, bottom=72, left=0, right=80)  # grown by 3 + 32, whole cells
+    with torch.inference_mode():
+        windowed = net.decode(feats, scores, image, residual, prior, key=False)
+        monkeypatch.setattr(decoder_module, "band_window", lambda *args: None)
+        whole = net.decode(feats, scores, image, residual, prior, key=False)
+        base = torch.logit(prior.clamp(0.02, 0.98))
+        assert (whole - base).abs().amax() > 0.1  # corrected within the band
+        torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
+        monkeypatch.undo()
+        empty = torch.full_like(prior, 0.1)  # no foreground: no band, the prior as it is
+        assert band_window(empty, 3, 8).empty
+        logits = net.decode(feats, scores, image, residual, empty, key=False)
+        assert torch.equal(logits, torch.logit(empty.clamp(0.02, 0.98)))
+    assert band_window(torch.full((1, 1, 96, 160), 0.9), 3, 8) is None  # most of the frame
 
 
 def test_cell_band_marks_cells_near_a_cell_that_holds_the_boundary() -> None:
