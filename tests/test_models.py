@@ -467,22 +467,25 @@ def test_inference_decodes_p_frames_on_the_bands_window_with_the_same_numbers(
     feats, scores = torch.randn(2, 32, height // 8, width // 8), torch.randn(2, 2, 12, 20) * 10
     image, residual = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width) * 2 - 1
     prior = torch.full((2, 1, height, width), 0.1)
-    prior[0, :, 0:12, 0:15] = prior[1, :, 21:30, 26:41] = 0.9  # one object in the corner
-    window = band_window(prior, 3, 8)
-    assert window == Window(top=0, bottom=72, left=0, right=80)  # grown by 3 + 32, whole cells
+    prior[0, :, 0:12, 0:15] = 0.9  # one object in the top left corner
+    prior[1, :, 60:90, 140:160] = 0.9  # another in the bottom right one
+    # the box grown by 3 + 32 pixels, on whole cells, inside the frame
+    assert band_window(prior[0], 3, 8) == Window(top=0, bottom=48, left=0, right=56)
+    assert band_window(prior[1], 3, 8) == Window(top=24, bottom=96, left=104, right=160)
     with torch.inference_mode():
         windowed = net.decode(feats, scores, image, residual, prior, key=False)
-        monkeypatch.setattr(decoder_module, "band_window", lambda *args: None)
+        whole_frame = lambda prior, radius, cell: Window(0, height, 0, width)  # noqa: E731
+        monkeypatch.setattr(decoder_module, "band_window", whole_frame)
         whole = net.decode(feats, scores, image, residual, prior, key=False)
         base = torch.logit(prior.clamp(0.02, 0.98))
         assert (whole - base).abs().amax() > 0.1  # corrected within the band
         torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
         monkeypatch.undo()
         empty = torch.full_like(prior, 0.1)  # no foreground: no band, the prior as it is
-        assert band_window(empty, 3, 8).empty
+        assert band_window(empty[0], 3, 8).empty
         logits = net.decode(feats, scores, image, residual, empty, key=False)
         assert torch.equal(logits, torch.logit(empty.clamp(0.02, 0.98)))
-    assert band_window(torch.full((1, 1, 96, 160), 0.9), 3, 8) is None  # most of the frame
+    assert band_window(torch.full((1, 90, 160), 0.9), 3, 8) == Window(0, 90, 0, 160)  # 90 rows
 
 
 def test_cell_band_marks_cells_near_a_cell_that_holds_the_boundary() -> None:

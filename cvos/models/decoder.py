@@ -9,8 +9,9 @@ the light P-frame decoder, at 1/4 (a 4 x 4 patch conv, no 1/2-resolution conv at
 correction comes back to full resolution by pixel shuffle). The output is
 `logit(prior) + correction` with the correction's last conv starting at zero: an untrained
 decoder reproduces `mask_warp`, and training learns only where to depart from it. Where the
-correction is confined to a band around the prior's boundary, inference runs the fine path on
-the band's window only (`band_window`): the same numbers, for the cost of the object's box.
+correction is confined to a band around the prior's boundary, inference runs the fine path of
+each object on its band's window only (`band_window`): the same numbers, for the cost of the
+object's box.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ PATCH = 4  # cell size of the decoder whose fine path starts at 1/4
 # The window around the band reaches this many feature cells further: more than the fine path's
 # receptive field (about 24 pixels from 1/2, fewer from 1/4) plus a cell for the upsampling.
 WINDOW_MARGIN_CELLS = 4
-WINDOW_MAX_SHARE = 0.75  # a larger window costs about what the whole frame does
 
 
 @dataclass(frozen=True)
@@ -103,32 +103,29 @@ class Window:
         ]
 
 
-def band_window(prior: Tensor, radius: int, cell: int) -> Window | None:
+def band_window(prior: Tensor, radius: int, cell: int) -> Window:
     """Where a correction confined to `boundary_band(prior, radius)` (or `cell_band`) can be
     non-zero, grown by the fine path's reach: outside it the output is the prior's logit.
 
-    prior N x 1 x H x W. The box of every object's foreground (prior > 0.5) grown by the radius
-    and `WINDOW_MARGIN_CELLS`, on whole cells of `cell` pixels (so strided convs and upsampling
-    see the grid they see on the whole frame) and clipped to the frame, where convs pad as they
-    do on the whole frame. Empty without foreground; None where it would cover most of the
-    frame or the frame is not whole cells.
+    prior 1 x H x W. The box of the foreground (prior > 0.5) grown by the radius and
+    `WINDOW_MARGIN_CELLS`, on whole cells of `cell` pixels (so strided convs and upsampling see
+    the grid they see on the whole frame) and clipped to the frame, where convs pad as they do
+    on the whole frame. Empty without foreground; the whole frame if it is not whole cells.
     """
     height, width = prior.shape[-2:]
     if height % cell or width % cell:
-        return None
-    hard = prior > 0.5
-    rows = hard.any(dim=-1).flatten(0, -2).any(dim=0).nonzero()[:, 0]  # foreground rows
+        return Window(0, height, 0, width)
+    hard = prior[0] > 0.5  # H x W
+    rows = hard.any(dim=1).nonzero()[:, 0]  # the rows that hold foreground
     if len(rows) == 0:
         return Window(0, 0, 0, 0)
-    cols = hard.any(dim=-2).flatten(0, -2).any(dim=0).nonzero()[:, 0]
+    cols = hard.any(dim=0).nonzero()[:, 0]
     grow = radius + WINDOW_MARGIN_CELLS * cell
     top, left = (max(0, (int(v[0]) - grow) // cell * cell) for v in (rows, cols))
     bottom, right = (
         min(size, -(-(int(v[-1]) + 1 + grow) // cell) * cell)
         for v, size in ((rows, height), (cols, width))
     )
-    if (bottom - top) * (right - left) > WINDOW_MAX_SHARE * height * width:
-        return None
     return Window(top, bottom, left, right)
 
 
@@ -187,15 +184,10 @@ class MaskDecoder(nn.Module):
             prior = torch.full_like(prior, 0.5)
         prior8 = F.adaptive_avg_pool2d(prior, feats.shape[-2:])
         x8 = self.coarse(torch.cat((feats, scores, prior8), dim=1))  # N x C x h x w
-        cell = prior.shape[-1] // feats.shape[-1]
-        window = None if self.training or self.band == 0 else band_window(prior, self.band, cell)
-        if window is None:
+        if self.training or self.band == 0:
             correction = self._fine(x8, image, residual, prior)  # N x 1 x H x W
         else:
-            correction = torch.zeros_like(prior)
-            if not window.empty:
-                inputs = (window.of(x8, cell), window.of(image), window.of(residual))
-                window.of(correction)[...] = self._fine(*inputs, window.of(prior))
+            correction = self._fine_in_windows(x8, image, residual, prior)
         correction = correction_scale * correction
         if not self.use_prior:
             return correction
@@ -208,6 +200,21 @@ class MaskDecoder(nn.Module):
         f4 = self.fine4(first)  # N x F4 x H/4 x W/4
         x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
         return self._correction(x4, first, prior)
+
+    def _fine_in_windows(
+        self, x8: Tensor, image: Tensor, residual: Tensor, prior: Tensor
+    ) -> Tensor:
+        """`_fine` of each object on its band's window (zero outside it, as the band makes it)."""
+        cell = prior.shape[-1] // x8.shape[-1]
+        correction = torch.zeros_like(prior)  # N x 1 x H x W
+        for n in range(len(prior)):
+            window = band_window(prior[n], self.band, cell)
+            if window.empty:
+                continue
+            own = [x if len(x) == 1 else x[n : n + 1] for x in (image, residual)]
+            inputs = (window.of(x8[n : n + 1], cell), *(window.of(x) for x in own))
+            window.of(correction[n : n + 1])[...] = self._fine(*inputs, window.of(prior[n : n + 1]))
+        return correction
 
     def _correction(self, x4: Tensor, first: Tensor, prior: Tensor) -> Tensor:
         """N x 1 x H x W, zero outside the band: from x4 (N x C x H/4 x W/4) through the 1/2
