@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from cvos.errors import ConfigError, DataError
 from cvos.models.decoder import DecoderWidths, MaskDecoder
 from cvos.models.encoder import Encoder
+from cvos.models.light import ImageNorm
 from cvos.models.matching import (
     Reference,
     SharedBanks,
@@ -36,9 +37,6 @@ from cvos.models.matching import (
 from cvos.models.propagation import ResidualSupplement, SpatialAttention
 from cvos.models.warp import downsample_flow, warp
 
-# torchvision's ImageNet statistics (RGB, [0, 1] input), matching its pretrained weights.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_EMBED_DIM = 256  # the paper's embedding; smaller encoders embed in their own width
 IFRAME_DECODER = DecoderWidths(64, 16, 32, 32, 16)  # where the encoder ran
 PFRAME_DECODER = DecoderWidths(24, 8, 16, 16, 8)  # light: it runs on every P-frame
@@ -97,12 +95,7 @@ class CVOSNet(nn.Module):
         self.sam = SpatialAttention(embed_dim, pframe_widths, self.stride) if use_sam else None
         self.idec = MaskDecoder(embed_dim, iframe_decoder, use_prior=use_prior)
         self.pdec = MaskDecoder(embed_dim, pframe_decoder, use_prior=use_prior, band=pframe_band)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def normalise(self, image: Tensor) -> Tensor:
-        """B x 3 x H x W RGB in [0, 1] -> the encoder's (and decoders') input statistics."""
-        return (image - self.mean) / self.std
+        self.normalise = ImageNorm()  # the encoder's input statistics
 
     def encode(self, image: Tensor) -> Tensor:
         """I-frame path: B x 3 x H x W RGB in [0, 1] -> key features B x D x H/8 x W/8."""
@@ -165,7 +158,7 @@ class CVOSNet(nn.Module):
         with the I-frame decoder where the encoder ran (`key`), else the P-frame decoder.
         image is RGB in [0, 1]; image and residual may have a batch of 1 for N objects."""
         decoder = self.idec if key else self.pdec
-        return decoder(feats, scores, self.normalise(image), residual, prior, correction_scale)
+        return decoder(feats, scores, image, residual, prior, correction_scale)
 
     def shared_banks(self, feats: Tensor, masks: Tensor, cap: int | None) -> SharedBanks:
         """Inference: the banks of the O objects that start on one frame, stored once for all

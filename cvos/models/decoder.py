@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from cvos.errors import ConfigError
 from cvos.models.geometry import dilate
-from cvos.models.light import conv_bn_relu, patch_conv_bn_relu
+from cvos.models.light import ImageNorm, conv_bn_relu, patch_conv_bn_relu
 
 PRIOR_CLAMP = 0.02  # prior probabilities are clamped to [c, 1 - c] before the logit
 IMAGE_CHANNELS, RESIDUAL_CHANNELS = 3, 3
@@ -144,6 +144,7 @@ class MaskDecoder(nn.Module):
         super().__init__()
         self.use_prior = use_prior
         self.band = band
+        self.normalise = ImageNorm()
         w = widths
         self.coarse = nn.Sequential(
             conv_bn_relu(dim + 2 + 1, w.coarse), conv_bn_relu(w.coarse, w.coarse, dilation=2)
@@ -177,21 +178,29 @@ class MaskDecoder(nn.Module):
         correction_scale: float = 1.0,
     ) -> Tensor:
         """feats N x D x h x w; scores N x 2 x h x w ([background, foreground], temperature-
-        scaled); image 1|N x 3 x H x W (normalised) and residual 1|N x 3 x H x W in [-1, 1]:
+        scaled); image 1|N x 3 x H x W (RGB in [0, 1]) and residual 1|N x 3 x H x W in [-1, 1]:
         a batch of 1 is shared by the N objects of one frame; prior N x 1 x H x W in [0, 1]
         -> N x 1 x H x W logits. `correction_scale` < 1 trusts the prior more (inference)."""
         if not self.use_prior:
             prior = torch.full_like(prior, 0.5)
         prior8 = F.adaptive_avg_pool2d(prior, feats.shape[-2:])
         x8 = self.coarse(torch.cat((feats, scores, prior8), dim=1))  # N x C x h x w
-        if self.training or self.band == 0:
-            correction = self._fine(x8, image, residual, prior)  # N x 1 x H x W
+        if self.use_prior:
+            logits = torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP))
         else:
-            correction = self._fine_in_windows(x8, image, residual, prior)
-        correction = correction_scale * correction
-        if not self.use_prior:
-            return correction
-        return torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)) + correction
+            logits = torch.zeros_like(prior)
+        if self.training or self.band == 0 or torch.compiler.is_compiling():
+            return logits + correction_scale * self._fine(x8, image, residual, prior)
+        cell = prior.shape[-1] // x8.shape[-1]
+        for n in range(len(prior)):  # each object on its band's window: zero outside it
+            window = band_window(prior[n], self.band, cell)
+            if window.empty:
+                continue
+            own = [x if len(x) == 1 else x[n : n + 1] for x in (image, residual)]
+            inputs = (window.of(x8[n : n + 1], cell), *(window.of(x) for x in own))
+            fine = self._fine(*inputs, window.of(prior[n : n + 1]))
+            window.of(logits[n : n + 1]).add_(fine, alpha=correction_scale)
+        return logits
 
     def _fine(self, x8: Tensor, image: Tensor, residual: Tensor, prior: Tensor) -> Tensor:
         """The correction, N x 1 x H x W, from the coarse output x8 (N x C x h x w) and the fine
@@ -200,21 +209,6 @@ class MaskDecoder(nn.Module):
         f4 = self.fine4(first)  # N x F4 x H/4 x W/4
         x4 = self.fuse4(torch.cat((upsample(x8, f4.shape[-2:]), f4), dim=1))
         return self._correction(x4, first, prior)
-
-    def _fine_in_windows(
-        self, x8: Tensor, image: Tensor, residual: Tensor, prior: Tensor
-    ) -> Tensor:
-        """`_fine` of each object on its band's window (zero outside it, as the band makes it)."""
-        cell = prior.shape[-1] // x8.shape[-1]
-        correction = torch.zeros_like(prior)  # N x 1 x H x W
-        for n in range(len(prior)):
-            window = band_window(prior[n], self.band, cell)
-            if window.empty:
-                continue
-            own = [x if len(x) == 1 else x[n : n + 1] for x in (image, residual)]
-            inputs = (window.of(x8[n : n + 1], cell), *(window.of(x) for x in own))
-            window.of(correction[n : n + 1])[...] = self._fine(*inputs, window.of(prior[n : n + 1]))
-        return correction
 
     def _correction(self, x4: Tensor, first: Tensor, prior: Tensor) -> Tensor:
         """N x 1 x H x W, zero outside the band: from x4 (N x C x H/4 x W/4) through the 1/2
@@ -234,7 +228,7 @@ class MaskDecoder(nn.Module):
         part per object (the same numbers as the conv of the concatenation)."""
         conv, *rest = self.fine2 if self.fine2 is not None else self.patch
         shared = F.conv2d(
-            torch.cat((image, residual), dim=1), conv.weight[:, :-1], conv.bias,
+            torch.cat((self.normalise(image), residual), dim=1), conv.weight[:, :-1], conv.bias,
             conv.stride, conv.padding,
         )  # fmt: skip
         x = shared + F.conv2d(prior, conv.weight[:, -1:], None, conv.stride, conv.padding)

@@ -1,13 +1,34 @@
-"""Light conv stacks: the tiny and compact encoders, RSM, SAM and the decoders use them."""
+"""Light conv stacks (the tiny and compact encoders, RSM, SAM and the decoders use them), and
+the image normalisation in front of the encoder and the decoders."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# torchvision's ImageNet statistics (RGB, [0, 1] input), matching its pretrained weights.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Channel widths of the light encoders used on P-frames: three stride-2 stages reach
 # stride 8 for a few percent of a ResNet-50's cost.
 LIGHT_WIDTHS = (32, 64, 128)
+
+
+class ImageNorm(nn.Module):
+    """B x 3 x H x W RGB in [0, 1] -> ImageNet statistics: what torchvision's weights expect.
+
+    A module of its own, so that each user normalises only what it reads (the P-frame decoder
+    a window)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return (image - self.mean) / self.std
 
 
 def conv_bn_relu(
