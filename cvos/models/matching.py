@@ -210,7 +210,7 @@ def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
     scores = []
     if count == 1:
         sim = query[0] @ banks.keys  # M x N, shared by every object
-        tops = [sim[:, a:b].topk(min(k, b - a), dim=-1).values for a, b in banks.bounds]
+        tops = [_largest(sim[:, a:b], k) for a, b in banks.bounds]
         for o in range(objects):
             pair = []
             for member in (banks.bg_member, banks.fg_member):
@@ -234,7 +234,15 @@ def _merged_mean(lists: list[Tensor], k: int, sim: Tensor) -> Tensor:
     if not lists:
         return sim.new_full(sim.shape[:1], EMPTY_BANK_SCORE)
     values = lists[0] if len(lists) == 1 else torch.cat(lists, dim=-1)
-    return values.topk(min(k, values.shape[-1]), dim=-1).values.mean(dim=-1)
+    return _largest(values, k).mean(dim=-1)
+
+
+def _largest(values: Tensor, k: int) -> Tensor:
+    """M x min(k, n): the k largest of each row of values (M x n), in no particular order
+    (an unsorted top-k costs half a sorted one; a mean does not need the order)."""
+    if values.shape[-1] <= k:
+        return values
+    return values.topk(k, dim=-1, sorted=False).values
 
 
 def soft_aggregate(fg_prob: Tensor) -> Tensor:
