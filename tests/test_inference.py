@@ -166,9 +166,9 @@ def test_merging_objects_is_the_argmax_of_soft_aggregation() -> None:
         for win in (None, window):
             probs = logits.sigmoid() * (1 if win is None else win)
             expected = soft_aggregate(probs[None])[0].argmax(dim=0).numpy()
-            ids = [5, 9, 2][:objects]
-            labels = merge_objects(logits, ids, win)
-            np.testing.assert_array_equal(labels, np.array([0, *ids], np.uint8)[expected])
+            for ids in ([5, 9, 2][:objects], [1, 2, 3][:objects]):
+                labels = merge_objects(logits, ids, win)
+                np.testing.assert_array_equal(labels, np.array([0, *ids], np.uint8)[expected])
 
 
 def test_one_objects_label_is_the_sign_of_its_logit_as_soft_aggregation_gives() -> None:

@@ -141,9 +141,9 @@ def merge_objects(logits: Tensor, ids: list[int], window: Tensor | None = None) 
     O running comparisons rather than an argmax over a channel dimension; one object needs
     only the sign. `window` (O x H x W, {0, 1}) zeroes each object's probability outside it.
     """
-    lookup = np.array([0, *ids], np.uint8)
     if len(ids) == 1 and window is None:
-        return lookup[(logits[0] > 0).to(torch.uint8).cpu().numpy()]
+        inside = (logits[0] > 0).cpu().numpy().view(np.uint8)  # a bool's byte is 0 or 1
+        return inside if ids[0] == 1 else inside * np.uint8(ids[0])
     probs = logits.sigmoid()
     if window is not None:
         probs = probs * window
@@ -152,7 +152,8 @@ def merge_objects(logits: Tensor, ids: list[int], window: Tensor | None = None) 
     for number, prob in enumerate(probs, start=1):
         index.masked_fill_(prob > best, number)
         best = torch.maximum(best, prob)
-    return lookup[index.cpu().numpy()]
+    index = index.cpu().numpy()
+    return index if ids == list(range(1, len(ids) + 1)) else np.array([0, *ids], np.uint8)[index]
 
 
 class Propagator:
