@@ -87,8 +87,10 @@ class SpatialAttention(nn.Module):
         numbers as the conv of [motion, prior]); the feature transform runs once.
         """
         conv, *rest = self.encoder.stages[0]  # conv (-> bn) -> relu
-        motion, prior = pooled(mv, self.pool) / MOTION_SCALE, pooled(gauss, self.pool)
-        x = F.conv2d(motion, conv.weight[:, :2], conv.bias, conv.stride, conv.padding)
+        motion, prior = pooled(mv, self.pool), pooled(gauss, self.pool)
+        # the motion scaled by a power of two: exactly the same products on the weights' side
+        weight = conv.weight[:, :2] / MOTION_SCALE
+        x = F.conv2d(motion, weight, conv.bias, conv.stride, conv.padding)
         x = x + F.conv2d(prior, conv.weight[:, 2:], None, conv.stride, conv.padding)
         for layer in rest:
             x = layer(x)  # B x C x H/(2 pool) x W/(2 pool)
