@@ -211,6 +211,16 @@ def test_encoder_config_files_compose_to_registered_names(name: str) -> None:
     assert dict(cfg) == {"name": name, "weights": None, "frozen_bn": False}
 
 
+def test_the_wide_compact_encoder_is_the_compact_net_at_one_and_a_half_times_the_width() -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=None, overrides=["+encoder=compact_wide"]).encoder
+    encoder = build_encoder(**dict(cfg))
+    assert (encoder.out_channels, encoder.stride) == (192, 8)
+    assert encoder.stage2[0][0].out_channels == 48
+    net = CVOSNet(encoder, embed_dim=48)  # the recipe's embedding: P-frames cost the same
+    assert net.project.in_channels == 192 and net.rsm.fuse[2].out_channels == 48
+
+
 # ---------------------------------------------------------------- warping
 
 
