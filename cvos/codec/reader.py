@@ -35,6 +35,7 @@ from cvos.codec.motion import (
     paint_motion,
     reuse_freed_memory,
     subtract_warped,
+    subtract_warped_at,
 )
 from cvos.codec.readahead import read_ahead
 from cvos.errors import CodecError, CodecIndexError
@@ -112,6 +113,15 @@ class CompressedFrame:
         """H x W x 3 int32 BGR: `cur[y, x] - iframe[y - acc_dy, x - acc_dx]`."""
         return subtract_warped(self.bgr, self.iframe_bgr, self.mv_acc)
 
+    def residual_acc_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        """h x w x 3 int32 BGR `residual_acc[rows][:, cols]` (int32 pixel indices inside the
+        frame), computed at those pixels alone: a sampler that reads a quarter of a frame's
+        pixels pays a quarter of the full residual. None when `residual_acc` is at hand (given
+        or computed already): reading it costs less."""
+        if "residual_acc" in self.__dict__:
+            return None
+        return subtract_warped_at(self.bgr, self.iframe_bgr, self.mv_acc, rows, cols)
+
 
 @dataclass(eq=False)
 class _CroppedFrame(CompressedFrame):
@@ -127,6 +137,11 @@ class _CroppedFrame(CompressedFrame):
     @cached_property
     def residual_acc(self) -> np.ndarray:
         return self.uncropped.residual_acc[self.crop]
+
+    def residual_acc_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        if "residual_acc" in self.__dict__:
+            return None
+        return self.uncropped.residual_acc_at(rows, cols)  # the crop keeps pixel indices
 
 
 class BGRConverter:
