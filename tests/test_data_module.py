@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
+import cvos.data.samples
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
 from cvos.data.samples import PACKED_DTYPES
@@ -134,6 +135,27 @@ def test_a_packed_batch_converts_each_field_once_into_one_storage(data: VOSData)
         assert torch.equal(packed, values.to(PACKED_DTYPES.get(name, values.dtype))), name
     pointers = {value.untyped_storage().data_ptr() for value in vars(batch).values()}
     assert len(pointers) == 1
+
+
+@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
+def test_a_worker_batch_moves_to_shared_memory_in_one_segment_unchanged(
+    data: VOSData, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written into a memory file (torch's default strategy on Linux) or copied into torch's
+    own shared storage: the same bytes, one shared segment, the views' layout kept."""
+    dataset = data.training_set()
+    batch = vars(TrainBatch.collate([dataset[key] for key in list(data.sampler())[:4]]))
+    expected = {name: value.clone() for name, value in batch.items()}
+    layout = {name: (value.storage_offset(), value.stride()) for name, value in batch.items()}
+    monkeypatch.setattr(cvos.data.samples, "get_sharing_strategy", lambda: strategy)
+    cvos.data.samples._to_shared_memory(batch)
+    for name, value in batch.items():
+        assert torch.equal(value, expected[name]) and value.dtype == expected[name].dtype, name
+    storages = {value.untyped_storage().data_ptr() for value in batch.values()}
+    assert len(storages) == 1 and batch["mv"].untyped_storage().is_shared()
+    assert {name: (value.storage_offset(), value.stride()) for name, value in batch.items()} == (
+        layout
+    )
 
 
 class DtypeProbe(pl.LightningModule):
