@@ -287,8 +287,11 @@ def test_the_accumulated_residual_at_some_pixels_is_the_full_residual_there(
         cols = rng.integers(0, width, 70).astype(np.int32)
         at = frame.residual_acc_at(rows, cols)
         assert at.shape == (40, 70, 3) and at.dtype == np.int32
+        coded = getattr(frame, "uncropped", frame)
+        assert "residual_acc" not in vars(coded)  # not computed in full
+        assert frame.residual_acc_at(rows, cols) is None  # asked again: computed in full
+        assert "residual_acc" in vars(coded)
         np.testing.assert_array_equal(at, frame.residual_acc[np.ix_(rows, cols)])
-        assert frame.residual_acc_at(rows, cols) is None
         checked += bool(at.any())
     assert len(frames) == 28 and checked == 24  # the I-frames' residuals are zero
     names = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
@@ -302,15 +305,18 @@ def test_the_residual_at_pixels_refuses_sources_and_pixels_outside_the_frame() -
     image = np.zeros((8, 8, 3), np.uint8)
     mv_acc = np.zeros((8, 8, 2), np.int32)
     mv_acc[2, 0] = (1, 0)  # source x = -1
-    frame = CompressedFrame(3, 0, 3, PictureType.P, image, mv_acc, mv_acc, image, image)
+
+    def frame() -> CompressedFrame:  # a fresh one: a frame asked twice computes in full
+        return CompressedFrame(3, 0, 3, PictureType.P, image, mv_acc, mv_acc, image, image)
+
     axis = np.arange(8, dtype=np.int32)
-    assert not frame.residual_acc_at(axis[3:], axis).any()  # row 2 not read: nothing to refuse
+    assert not frame().residual_acc_at(axis[3:], axis).any()  # row 2 not read: nothing refused
     with pytest.raises(ValueError, match="outside the frame"):
-        frame.residual_acc_at(axis[2:], axis)
+        frame().residual_acc_at(axis[2:], axis)
     with pytest.raises(ValueError, match=r"cols: expected int32 pixel indices in 0\.\.7"):
-        frame.residual_acc_at(axis, axis + 1)
+        frame().residual_acc_at(axis, axis + 1)
     with pytest.raises(ValueError, match="rows: expected int32"):
-        frame.residual_acc_at(axis.astype(np.int64), axis)
+        frame().residual_acc_at(axis.astype(np.int64), axis)
 
 
 def test_a_closed_video_refuses_to_decode(square_m4v: EncodedVideo) -> None:
