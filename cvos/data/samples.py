@@ -13,6 +13,7 @@ share of the samples, the target itself decoded as an I-frame ("pseudo I-frame")
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -42,6 +43,7 @@ PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third
     ),
 }
 BATCH_ALIGNMENT = 64  # bytes: each field of a packed batch starts at a multiple of this
+SHARED_INPUTS = 16  # frame inputs a dataset keeps for the next samples of a block (~1.5 MB each)
 
 
 def _packed_dtype(name: str, tensor: Tensor) -> torch.dtype:
@@ -221,6 +223,7 @@ class TrainDataset(Dataset):
         self.augment = augment
         self.priors = priors
         self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
+        self._shared: OrderedDict[tuple, Tensor] = OrderedDict()  # see `_shared_input`
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -267,20 +270,20 @@ class TrainDataset(Dataset):
         affine = self.affine(candidate, self.augment.clip, rng)
         target_frame = self.frames.frame(candidate.sequence, candidate.target)
         target = frame_inputs(target_frame, affine)
-        key_image = self.frames.image(candidate.sequence, candidate.key)  # after its target
-        key = frame_inputs(Picture(key_image), affine, ("image",))  # type: ignore[arg-type]
+        key_image = self._shared_input("image", candidate.sequence, candidate.key, affine)
         key_labels, drifted = self._key_priors(candidate, rng)
         key_residual = torch.zeros_like(target.residual_acc)
         if candidate.key > 0:
-            before = self.frames.frame(candidate.sequence, candidate.key - 1)
-            key_residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+            key_residual = self._shared_input(
+                "residual_acc", candidate.sequence, candidate.key - 1, affine
+            )
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
         target_labels = warp_labels(start, target_frame.mv_acc)
         frames = (candidate.key, candidate.target)
         masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
         priors = [_binary(m, candidate.object_id) for m in (drifted, target_labels)]
         return ClipTensors(
-            key_image=key.image,
+            key_image=key_image,
             key_residual=key_residual,
             target=target,
             masks=transform_masks(masks, affine),
@@ -301,7 +304,9 @@ class TrainDataset(Dataset):
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
         prior = _binary(warp_labels(start, before.mv_acc), candidate.object_id)
         image = frame_inputs(frame, affine, ("image",)).image
-        residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+        residual = self._shared_input(
+            "residual_acc", candidate.sequence, candidate.target - 1, affine
+        )
         mask = transform_masks(
             [_binary(sequence.label(candidate.target), candidate.object_id)], affine
         )
@@ -313,6 +318,24 @@ class TrainDataset(Dataset):
         )
         priors = sample_bilinear([prior[..., None]], affine).expand(2, -1, -1)
         return ClipTensors(image, residual, still, mask.expand(2, -1, -1), priors, moves=False)
+
+    def _shared_input(self, name: str, sequence: int, index: int, affine: Affine) -> Tensor:
+        """The "image" or "residual_acc" input of a frame that the samples of a block share
+        (its I-frame, the frame before it) through `affine`, sampled once per map and copied:
+        the 8 samples of a block read them through 2 maps when flips are the only
+        augmentation. The last `SHARED_INPUTS` are kept."""
+        key = (name, sequence, index, affine.matrix.tobytes(), affine.offset.tobytes())
+        value = self._shared.pop(key, None)
+        if value is None:
+            if name == "image":  # a decoded image alone (a target's I-frame: after its target)
+                frame = Picture(self.frames.image(sequence, index))
+            else:
+                frame = self.frames.frame(sequence, index)
+            value = getattr(frame_inputs(frame, affine, (name,)), name)  # type: ignore[arg-type]
+        self._shared[key] = value  # the most recent
+        while len(self._shared) > SHARED_INPUTS:
+            self._shared.popitem(last=False)
+        return value.clone()
 
     def _key_priors(self, candidate: Candidate, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """The key's true label map and a drifted one (mask_warp from an earlier I-frame's
