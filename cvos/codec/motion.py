@@ -116,7 +116,7 @@ def subtract_warped_at(
     cols: np.ndarray,
 ) -> np.ndarray:
     """h x w x 3 int32 `subtract_warped(image, reference, vectors)[rows][:, cols]`, computed at
-    those pixels alone (a sampler reads a few of a frame's pixels: a quarter of them at 480p to
+    those pixels alone (a sampler reads a few of a frame's pixels: a third of them at 480p to
     256 x 512). `rows` (h) and `cols` (w) are int32 pixel indices inside the frame."""
     height, width = image.shape[:2]
     _check_shape("image", image, (height, width, 3))

@@ -85,7 +85,7 @@ def _to_shared_memory(batch: dict[str, Tensor]) -> None:
 
     Written with one `pwrite` into a fresh memory file where torch shares by file descriptor
     (Linux): a 20 MB batch (4 samples at 256 x 512) cost 18 ms filled page by page into a new
-    shared mapping (a fault per page), 11.5 ms packed in reused memory and written at once.
+    shared mapping (a fault per page), 11.5 ms packed in private memory and written at once.
     Elsewhere torch's own shared storage, filled by a copy.
     """
     storage = next(iter(batch.values())).untyped_storage()
