@@ -299,6 +299,8 @@ def test_the_accumulated_residual_at_some_pixels_is_the_full_residual_there(
         5, 0, 5, PictureType.P, *(getattr(frames[5], n) for n in names)
     )
     assert stored.residual_acc_at(rows, cols) is None  # samplers read the given array
+    with pytest.raises(ValueError, match=r"cols: expected int32 pixel indices in 0\.\.119"):
+        frames[-1].residual_acc_at(rows, np.array([120], np.int32))  # the crop's padding
 
 
 def test_the_residual_at_pixels_refuses_sources_and_pixels_outside_the_frame() -> None:

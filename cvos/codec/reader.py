@@ -145,6 +145,12 @@ class _CroppedFrame(CompressedFrame):
         return self.uncropped.residual_acc[self.crop]
 
     def residual_acc_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        for name, indices, size in (
+            ("rows", rows, self.bgr.shape[0]),
+            ("cols", cols, self.bgr.shape[1]),
+        ):
+            if indices.size and indices.max() >= size:  # in the coded frame's padding
+                raise ValueError(f"{name}: expected int32 pixel indices in 0..{size - 1}")
         if "residual_acc" in self.__dict__:
             return None
         return self.uncropped.residual_acc_at(rows, cols)  # the crop keeps pixel indices
