@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,6 +225,9 @@ class TrainDataset(Dataset):
         self.priors = priors
         self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
         self._shared: OrderedDict[tuple, Tensor] = OrderedDict()  # see `_shared_input`
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_shared": OrderedDict()}  # a process keeps its own copies
 
     def __len__(self) -> int:
         return len(self.candidates)
