@@ -272,6 +272,55 @@ def test_frames_can_be_rebuilt_from_stored_arrays(square_frames: list[Compressed
     assert (rebuilt.index, rebuilt.gop_position, rebuilt.picture_type) == (5, 5, PictureType.P)
 
 
+def test_the_accumulated_residual_at_some_pixels_is_the_full_residual_there(
+    square_m4v: EncodedVideo,
+) -> None:
+    """Computed at a grid of pixels alone, on coded and cropped frames, bit for bit; None once
+    the full residual is at hand (computed, or given to `from_arrays`)."""
+    rng = np.random.default_rng(3)
+    with CompressedVideo(square_m4v.path) as video:
+        frames = list(video) + [frame.cropped(90, 120) for frame in video]  # decoded twice
+    checked = 0
+    for frame in frames:
+        height, width = frame.bgr.shape[:2]
+        rows = rng.integers(0, height, 40).astype(np.int32)
+        cols = rng.integers(0, width, 70).astype(np.int32)
+        at = frame.residual_acc_at(rows, cols)
+        assert at.shape == (40, 70, 3) and at.dtype == np.int32
+        coded = getattr(frame, "uncropped", frame)
+        assert "residual_acc" not in vars(coded)  # not computed in full
+        assert frame.residual_acc_at(rows, cols) is None  # asked again: computed in full
+        assert "residual_acc" in vars(coded)
+        np.testing.assert_array_equal(at, frame.residual_acc[np.ix_(rows, cols)])
+        checked += bool(at.any())
+    assert len(frames) == 28 and checked == 24  # the I-frames' residuals are zero
+    names = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
+    stored = CompressedFrame.from_arrays(
+        5, 0, 5, PictureType.P, *(getattr(frames[5], n) for n in names)
+    )
+    assert stored.residual_acc_at(rows, cols) is None  # samplers read the given array
+    with pytest.raises(ValueError, match=r"cols: expected int32 pixel indices in 0\.\.119"):
+        frames[-1].residual_acc_at(rows, np.array([120], np.int32))  # the crop's padding
+
+
+def test_the_residual_at_pixels_refuses_sources_and_pixels_outside_the_frame() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    mv_acc = np.zeros((8, 8, 2), np.int32)
+    mv_acc[2, 0] = (1, 0)  # source x = -1
+
+    def frame() -> CompressedFrame:  # a fresh one: a frame asked twice computes in full
+        return CompressedFrame(3, 0, 3, PictureType.P, image, mv_acc, mv_acc, image, image)
+
+    axis = np.arange(8, dtype=np.int32)
+    assert not frame().residual_acc_at(axis[3:], axis).any()  # row 2 not read: nothing refused
+    with pytest.raises(ValueError, match="outside the frame"):
+        frame().residual_acc_at(axis[2:], axis)
+    with pytest.raises(ValueError, match=r"cols: expected int32 pixel indices in 0\.\.7"):
+        frame().residual_acc_at(axis, axis + 1)
+    with pytest.raises(ValueError, match="rows: expected int32"):
+        frame().residual_acc_at(axis.astype(np.int64), axis)
+
+
 def test_a_closed_video_refuses_to_decode(square_m4v: EncodedVideo) -> None:
     with CompressedVideo(square_m4v.path) as video:
         assert video.gop(0)[0].picture_type is PictureType.I

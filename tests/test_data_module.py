@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
+import cvos.data.samples
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
 from cvos.data.samples import PACKED_DTYPES
@@ -24,6 +25,7 @@ from cvos.errors import ConfigError, DataError
 from cvos.inference import Propagator, StreamTiming, stream
 from cvos.models import NetConfig, build_net, frame_inputs
 from cvos.models.geometry import sample_nearest
+from cvos.models.inputs import FIELDS
 
 TINY = {"num_train": 3, "num_val": 2, "min_frames": 14, "max_frames": 14, "height": 56, "width": 88}
 
@@ -134,6 +136,54 @@ def test_a_packed_batch_converts_each_field_once_into_one_storage(data: VOSData)
         assert torch.equal(packed, values.to(PACKED_DTYPES.get(name, values.dtype))), name
     pointers = {value.untyped_storage().data_ptr() for value in vars(batch).values()}
     assert len(pointers) == 1
+
+
+@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
+def test_a_worker_batch_moves_to_shared_memory_in_one_segment_unchanged(
+    data: VOSData, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written into a memory file (torch's default strategy on Linux) or copied into torch's
+    own shared storage: the same bytes, one shared segment, the views' layout kept."""
+    dataset = data.training_set()
+    batch = vars(TrainBatch.collate([dataset[key] for key in list(data.sampler())[:4]]))
+    expected = {name: value.clone() for name, value in batch.items()}
+    layout = {name: (value.storage_offset(), value.stride()) for name, value in batch.items()}
+    monkeypatch.setattr(cvos.data.samples, "get_sharing_strategy", lambda: strategy)
+    cvos.data.samples._to_shared_memory(batch)
+    for name, value in batch.items():
+        assert torch.equal(value, expected[name]) and value.dtype == expected[name].dtype, name
+    storages = {value.untyped_storage().data_ptr() for value in batch.values()}
+    assert len(storages) == 1 and batch["mv"].untyped_storage().is_shared()
+    assert {name: (value.storage_offset(), value.stride()) for name, value in batch.items()} == (
+        layout
+    )
+
+
+def test_inputs_a_block_shares_are_sampled_once_a_map_and_change_no_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under flips alone, a block's samples read its I-frame's image and the residual before it
+    through two maps: most of those samplings are copies, and every sample is as before."""
+    flips = {"reference": {"flip_p": 0.5}, "clip": {"flip_p": 0.5}}
+    module = synthetic_module(tmp_path, augment=flips, crop_size=None, samples_per_epoch=32)
+    module.prepare_all()
+    dataset = module.training_set()
+    keys = list(module.sampler())
+    calls = []
+    sample_inputs = cvos.data.samples.frame_inputs
+
+    def counted(frame: object, affine: object, fields: tuple[str, ...] = FIELDS) -> object:
+        calls.append(fields)
+        return sample_inputs(frame, affine, fields)
+
+    monkeypatch.setattr(cvos.data.samples, "frame_inputs", counted)
+    shared = [dataset[key] for key in keys]
+    with_copies = len(calls)
+    monkeypatch.setattr(cvos.data.samples, "SHARED_INPUTS", 0)
+    for key, expected in zip(keys, shared, strict=True):
+        for name, value in vars(dataset[key]).items():
+            assert torch.equal(value, getattr(expected, name)), name
+    assert (with_copies, len(calls) - with_copies) == (77, 115)  # frame_inputs calls
 
 
 class DtypeProbe(pl.LightningModule):

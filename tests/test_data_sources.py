@@ -105,6 +105,23 @@ def test_evaluation_frames_are_identical_from_video_and_arrays(
                 np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
 
 
+def test_the_frame_before_and_interleaved_runs_of_a_gop_restart_no_decode(
+    stores: tuple[VOSData, VOSData],
+) -> None:
+    """A pseudo I-frame reads its target, then the frame before it; two blocks of one GOP
+    (or one block's GOP and the GOP before another's I-frame) read it in two ascending runs.
+    Each run keeps its own stream: 9 frames decoded for this order (21 when every step back
+    restarted the GOP), and every frame is the stored one."""
+    video, arrays = stores
+    sequences = video.open_split("train")
+    decoded, stored = VideoFrames(sequences, open_gops=4), ArrayFrames(sequences)
+    for index in (3, 2, 4, 1, 5, 2, 5):  # GOP 0 holds frames 0..5
+        got, expected = decoded.frame(0, index), stored.frame(0, index)
+        assert got.gop_position == index
+        np.testing.assert_array_equal(got.residual_acc, expected.residual_acc)
+    assert decoded._videos[0].decoded_frame_count == 9
+
+
 def test_a_forked_worker_opens_its_own_decoders(stores: tuple[VOSData, VOSData]) -> None:
     """A stream opened in the parent is never read by a child (they would share file offsets)."""
     sequences = stores[0].open_split("train")

@@ -1,6 +1,7 @@
 """Geometry of network inputs: frames, masks and motion fields stay consistent under one map."""
 
 import importlib.util
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +10,8 @@ import torch
 from scipy import ndimage
 from scipy.ndimage import map_coordinates
 
+from cvos.codec import CompressedFrame, CompressedVideo, PictureType, encode_video
+from cvos.codec.synthetic import moving_square_video
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.errors import CVOSError
 from cvos.models import frame_inputs, geometry, resize_affine
@@ -219,6 +222,34 @@ def test_compiled_samplers_equal_grid_sample_and_indexing_bit_for_bit(name: str)
             ours = sample_nearest(arrays, affine)
             assert same_bits(ours, sample_nearest(as_float(arrays), affine))
             assert same_bits(ours, nearest_reference(arrays, affine))
+
+
+@pytest.mark.parametrize(
+    ("augment", "computed_at_taps"),
+    [
+        (Augment(flip_p=0.5, scale_range=(1.0, 1.3)), True),
+        (Augment(max_rotation=30.0), False),  # taps not axis-aligned
+        (Augment(scale_range=(0.4, 0.6)), False),  # taps outside the frame
+    ],
+)
+def test_the_residual_sampled_at_its_taps_alone_is_the_full_residual_sampled(
+    tmp_path: Path, augment: Augment, computed_at_taps: bool
+) -> None:
+    """Decoded P-frames give the same residual input, bit for bit, whether the codec computes
+    it at the taps alone (maps without rotation that read inside the frame) or in full."""
+    video = moving_square_video(6, 80, 112)
+    encoded = encode_video(video.frames, tmp_path / "square.m4v")
+    rng = np.random.default_rng(5)
+    with CompressedVideo(encoded.path) as reader:
+        for frame in list(reader)[1:]:
+            affine = sample_affine((80, 112), (64, 96), (64, 96), augment, rng)
+            lazy = frame_inputs(frame, affine, ("residual_acc",)).residual_acc
+            assert ("residual_acc" not in vars(frame)) == computed_at_taps
+            names = ("bgr", "mv", "mv_acc", "residual", "residual_acc")
+            arrays = (getattr(frame, name) for name in names)
+            stored = CompressedFrame.from_arrays(1, 0, 1, PictureType.P, *arrays)
+            full = frame_inputs(stored, affine, ("residual_acc",)).residual_acc
+            assert same_bits(lazy, full) and lazy.abs().sum() > 10
 
 
 def test_the_480p_resize_reads_pinned_values() -> None:

@@ -18,6 +18,7 @@ Reader (`CompressedVideo`): frames in decode order, each decoded once, with `bgr
 - `mv_acc`: total displacement back to the GOP's I-frame (coviar's traced source map);
 - `residual`: int32 BGR `cur[y, x] - prev[y - dy, x - dx]`;
 - `residual_acc`: int32 BGR `cur[y, x] - iframe[y - ady, x - adx]`;
+  `residual_acc_at(rows, cols)` computes it at a grid of pixels alone (what a sampler reads);
 - all motion vectors and residuals are zero at the I-frame.
 `gop(k)` decodes only GOP k, starting at its I-frame (raw streams included). A
 background thread decodes one frame ahead of the caller; the per-pixel loops are

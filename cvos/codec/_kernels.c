@@ -155,6 +155,34 @@ int subtract_warped(const uint8_t *restrict image, const uint8_t *restrict refer
 }
 
 /*
+ * subtract_warped at some pixels only: out[i, j] = image[p] - reference[p - d[p]] for
+ * p = (rows[i], cols[j]), per channel; `out` is count_rows x count_cols x 3 int32. The rows
+ * and columns must lie inside the frame. What a sampler that reads the residual at a grid of
+ * pixels needs, without the full frame's residual. Returns 0, or -1 if a source lies outside.
+ */
+int subtract_warped_at(const uint8_t *restrict image, const uint8_t *restrict reference,
+                       const int32_t *restrict vectors, int64_t height, int64_t width,
+                       const int32_t *restrict rows, int64_t count_rows,
+                       const int32_t *restrict cols, int64_t count_cols, int32_t *restrict out)
+{
+    for (int64_t i = 0; i < count_rows; i++) {
+        const int64_t y = rows[i];
+        const int32_t *row = vectors + 2 * (y * width);
+        int32_t *target = out + 3 * (i * count_cols);
+        for (int64_t j = 0; j < count_cols; j++) {
+            const int64_t x = cols[j], sx = x - row[2 * x], sy = y - row[2 * x + 1];
+            if (sx < 0 || sx >= width || sy < 0 || sy >= height)
+                return -1;
+            const uint8_t *current = image + 3 * (y * width + x);
+            const uint8_t *source = reference + 3 * (sy * width + sx);
+            for (int c = 0; c < 3; c++)
+                target[3 * j + c] = (int32_t)current[c] - (int32_t)source[c];
+        }
+    }
+    return 0;
+}
+
+/*
  * out[y, x] = labels[y - dy, x - dx], (dx, dy) = vectors[y, x]: a label map warped with
  * whole-pixel motion, exactly (mask propagation needs no interpolation). `labels` and
  * `out` are H x W uint8, C-contiguous; `vectors` is H x W x 2 int32 whose rows are

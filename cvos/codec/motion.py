@@ -68,6 +68,10 @@ def _kernels() -> ctypes.CDLL:
     library.accumulate_motion.restype = ctypes.c_int
     library.subtract_warped.argtypes = [_IMAGE, _IMAGE, _FIELD, _SIZE, _SIZE, _FIELD]
     library.subtract_warped.restype = ctypes.c_int
+    axis = np.ctypeslib.ndpointer(np.int32, ndim=1, flags="C_CONTIGUOUS")
+    library.subtract_warped_at.argtypes = [_IMAGE, _IMAGE, _FIELD, _SIZE, _SIZE, axis, _SIZE]
+    library.subtract_warped_at.argtypes += [axis, _SIZE, _FIELD]
+    library.subtract_warped_at.restype = ctypes.c_int
     library.warp_labels.argtypes = [_LABELS, ctypes.c_void_p, _SIZE, _SIZE, _SIZE, _LABELS]
     library.warp_labels.restype = None
     return library
@@ -104,6 +108,30 @@ def subtract_warped(image: np.ndarray, reference: np.ndarray, vectors: np.ndarra
     return out
 
 
+def subtract_warped_at(
+    image: np.ndarray,
+    reference: np.ndarray,
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
+    """h x w x 3 int32 `subtract_warped(image, reference, vectors)[rows][:, cols]`, computed at
+    those pixels alone (a sampler reads a few of a frame's pixels: a third of them at 480p to
+    256 x 512). `rows` (h) and `cols` (w) are int32 pixel indices inside the frame."""
+    height, width = image.shape[:2]
+    _check_shape("image", image, (height, width, 3))
+    _check_shape("reference", reference, (height, width, 3))
+    _check_shape("vectors", vectors, (height, width, 2))
+    _check_axis("rows", rows, height)
+    _check_axis("cols", cols, width)
+    out = np.empty((rows.size, cols.size, 3), np.int32)
+    status = _kernels().subtract_warped_at(
+        image, reference, vectors, height, width, rows, rows.size, cols, cols.size, out
+    )
+    _check_sources(status)
+    return out
+
+
 def warp_labels(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """H x W uint8 `labels[p - vectors[p]]`: a label map moved by whole-pixel motion, exactly.
 
@@ -126,6 +154,12 @@ def warp_labels(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 def _check_shape(name: str, array: np.ndarray, shape: tuple[int, int, int]) -> None:
     if array.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {array.shape}")
+
+
+def _check_axis(name: str, indices: np.ndarray, size: int) -> None:
+    inside = indices.size == 0 or 0 <= indices.min() <= indices.max() < size
+    if indices.ndim != 1 or indices.dtype != np.int32 or not inside:
+        raise ValueError(f"{name}: expected int32 pixel indices in 0..{size - 1}")
 
 
 def _check_sources(status: int) -> None:

@@ -35,6 +35,7 @@ from cvos.codec.motion import (
     paint_motion,
     reuse_freed_memory,
     subtract_warped,
+    subtract_warped_at,
 )
 from cvos.codec.readahead import read_ahead
 from cvos.errors import CodecError, CodecIndexError
@@ -64,6 +65,7 @@ class CompressedFrame:
     mv_acc: np.ndarray  # H x W x 2 int32, total displacement back to the GOP's I-frame
     previous_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv`
     iframe_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv_acc`
+    _sampled_residual: bool = field(default=False, init=False, repr=False)  # residual_acc_at
 
     @classmethod
     def from_arrays(
@@ -112,6 +114,20 @@ class CompressedFrame:
         """H x W x 3 int32 BGR: `cur[y, x] - iframe[y - acc_dy, x - acc_dx]`."""
         return subtract_warped(self.bgr, self.iframe_bgr, self.mv_acc)
 
+    def residual_acc_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        """h x w x 3 int32 BGR `residual_acc[rows][:, cols]` (int32 pixel indices inside the
+        frame), computed at those pixels alone: a sampler that reads a third of a frame's
+        pixels pays about two thirds of the full residual (scattered reads). None when
+        `residual_acc` is at hand (given, or computed already): reading it costs less. A frame
+        asked a second time computes its full residual (and returns None): a frame that several
+        samplers read (the one before an I-frame, in every training sample of its GOP) pays
+        for the full residual once."""
+        if "residual_acc" not in self.__dict__ and not self._sampled_residual:
+            self._sampled_residual = True
+            return subtract_warped_at(self.bgr, self.iframe_bgr, self.mv_acc, rows, cols)
+        self.residual_acc  # noqa: B018 - computed now, if it was not
+        return None
+
 
 @dataclass(eq=False)
 class _CroppedFrame(CompressedFrame):
@@ -127,6 +143,17 @@ class _CroppedFrame(CompressedFrame):
     @cached_property
     def residual_acc(self) -> np.ndarray:
         return self.uncropped.residual_acc[self.crop]
+
+    def residual_acc_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | None:
+        for name, indices, size in (
+            ("rows", rows, self.bgr.shape[0]),
+            ("cols", cols, self.bgr.shape[1]),
+        ):
+            if indices.size and indices.max() >= size:  # in the coded frame's padding
+                raise ValueError(f"{name}: expected int32 pixel indices in 0..{size - 1}")
+        if "residual_acc" in self.__dict__:
+            return None
+        return self.uncropped.residual_acc_at(rows, cols)  # the crop keeps pixel indices
 
 
 class BGRConverter:

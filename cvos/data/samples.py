@@ -12,13 +12,17 @@ share of the samples, the target itself decoded as an I-frame ("pseudo I-frame")
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.multiprocessing import get_sharing_strategy
 from torch.utils.data import Dataset, get_worker_info
 
 from cvos.codec.motion import warp_labels
@@ -40,6 +44,7 @@ PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third
     ),
 }
 BATCH_ALIGNMENT = 64  # bytes: each field of a packed batch starts at a multiple of this
+SHARED_INPUTS = 16  # frame inputs a dataset keeps for the next samples of a block (~1.5 MB each)
 
 
 def _packed_dtype(name: str, tensor: Tensor) -> torch.dtype:
@@ -60,22 +65,51 @@ def _pack_into(out: Tensor, name: str, tensor: Tensor) -> None:
 
 
 def _packed_batch(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, Tensor]:
-    """Uninitialised tensors of the given shapes and dtypes, all views of one storage: in
-    shared memory inside a loader worker, so that a batch travels to the main process
-    uncopied, as `default_collate` does, but as one segment instead of one per field (each
-    segment costs its creation, mapping and page faults on both sides: fourteen of them cost
-    about 1.7 ms of system time a 256 x 512 sample)."""
+    """Uninitialised tensors of the given shapes and dtypes, all views of one storage, so that
+    a batch moves to shared memory (`_to_shared_memory`) as one segment instead of one per
+    field (each segment costs its creation, mapping and page faults on both sides: fourteen
+    of them cost about 1.7 ms of system time a 256 x 512 sample)."""
     offsets, end = {}, 0
     for name, (shape, dtype) in shapes.items():
         offsets[name] = end
         end += -(-shape.numel() * dtype.itemsize // BATCH_ALIGNMENT) * BATCH_ALIGNMENT
-    storage = (
-        torch.UntypedStorage._new_shared(end) if get_worker_info() else torch.UntypedStorage(end)
-    )
+    storage = torch.UntypedStorage(end)
     return {
         name: torch.empty(0, dtype=dtype).set_(storage, offsets[name] // dtype.itemsize, shape)
         for name, (shape, dtype) in shapes.items()
     }
+
+
+def _to_shared_memory(batch: dict[str, Tensor]) -> None:
+    """Move a packed batch (views of one storage) into shared memory, in place: inside a loader
+    worker, a batch then travels to the main process uncopied, as `default_collate`'s does.
+
+    Written with one `pwrite` into a fresh memory file where torch shares by file descriptor
+    (Linux): a 20 MB batch (4 samples at 256 x 512) cost 18 ms filled page by page into a new
+    shared mapping (a fault per page), 11.5 ms packed in private memory and written at once.
+    Elsewhere torch's own shared storage, filled by a copy.
+    """
+    storage = next(iter(batch.values())).untyped_storage()
+    source = torch.empty(0, dtype=torch.uint8).set_(storage)
+    if hasattr(os, "memfd_create") and get_sharing_strategy() == "file_descriptor":
+        shared = _written_memory_file(source.numpy())
+    else:
+        shared = torch.UntypedStorage._new_shared(storage.nbytes())
+        torch.empty(0, dtype=torch.uint8).set_(shared).copy_(source)
+    for tensor in batch.values():
+        tensor.set_(shared, tensor.storage_offset(), tensor.shape, tensor.stride())
+
+
+def _written_memory_file(data: np.ndarray) -> torch.UntypedStorage:
+    """A shared storage mapping a new memory file that holds `data` (1-D uint8)."""
+    fd = os.memfd_create("cvos-batch", os.MFD_CLOEXEC)
+    try:
+        view, written = memoryview(data), 0
+        while written < data.size:
+            written += os.pwrite(fd, view[written:], written)
+        return torch.UntypedStorage._new_shared_fd_cpu(fd, data.size)
+    finally:
+        os.close(fd)
 
 
 def _unpack(name: str, tensor: Tensor) -> Tensor:
@@ -122,6 +156,8 @@ class TrainBatch:
             for name, out in batch.items():
                 for slot, sample in zip(out, samples, strict=True):
                     _pack_into(slot, name, getattr(sample, name))
+        if get_worker_info() is not None:
+            _to_shared_memory(batch)
         return cls(**batch)
 
     def unpacked(self) -> TrainBatch:
@@ -188,6 +224,10 @@ class TrainDataset(Dataset):
         self.augment = augment
         self.priors = priors
         self.candidates = [c for i, s in enumerate(sequences) for c in find_candidates(s, i)]
+        self._shared: OrderedDict[tuple, Tensor] = OrderedDict()  # see `_shared_input`
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_shared": OrderedDict()}  # a process keeps its own copies
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -234,20 +274,20 @@ class TrainDataset(Dataset):
         affine = self.affine(candidate, self.augment.clip, rng)
         target_frame = self.frames.frame(candidate.sequence, candidate.target)
         target = frame_inputs(target_frame, affine)
-        key_image = self.frames.image(candidate.sequence, candidate.key)  # after its target
-        key = frame_inputs(Picture(key_image), affine, ("image",))  # type: ignore[arg-type]
+        key_image = self._shared_input("image", candidate.sequence, candidate.key, affine)
         key_labels, drifted = self._key_priors(candidate, rng)
         key_residual = torch.zeros_like(target.residual_acc)
         if candidate.key > 0:
-            before = self.frames.frame(candidate.sequence, candidate.key - 1)
-            key_residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+            key_residual = self._shared_input(
+                "residual_acc", candidate.sequence, candidate.key - 1, affine
+            )
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
         target_labels = warp_labels(start, target_frame.mv_acc)
         frames = (candidate.key, candidate.target)
         masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
         priors = [_binary(m, candidate.object_id) for m in (drifted, target_labels)]
         return ClipTensors(
-            key_image=key.image,
+            key_image=key_image,
             key_residual=key_residual,
             target=target,
             masks=transform_masks(masks, affine),
@@ -268,7 +308,9 @@ class TrainDataset(Dataset):
         start = key_labels if rng.random() < self.augment.true_key_prior else drifted
         prior = _binary(warp_labels(start, before.mv_acc), candidate.object_id)
         image = frame_inputs(frame, affine, ("image",)).image
-        residual = frame_inputs(before, affine, ("residual_acc",)).residual_acc
+        residual = self._shared_input(
+            "residual_acc", candidate.sequence, candidate.target - 1, affine
+        )
         mask = transform_masks(
             [_binary(sequence.label(candidate.target), candidate.object_id)], affine
         )
@@ -280,6 +322,24 @@ class TrainDataset(Dataset):
         )
         priors = sample_bilinear([prior[..., None]], affine).expand(2, -1, -1)
         return ClipTensors(image, residual, still, mask.expand(2, -1, -1), priors, moves=False)
+
+    def _shared_input(self, name: str, sequence: int, index: int, affine: Affine) -> Tensor:
+        """The "image" or "residual_acc" input of a frame that the samples of a block share
+        (its I-frame, the frame before it) through `affine`, sampled once per map and copied:
+        the 8 samples of a block read them through 2 maps when flips are the only
+        augmentation. The last `SHARED_INPUTS` are kept."""
+        key = (name, sequence, index, affine.matrix.tobytes(), affine.offset.tobytes())
+        value = self._shared.pop(key, None)
+        if value is None:
+            if name == "image":  # a decoded image alone (a target's I-frame: after its target)
+                frame = Picture(self.frames.image(sequence, index))
+            else:
+                frame = self.frames.frame(sequence, index)
+            value = getattr(frame_inputs(frame, affine, (name,)), name)  # type: ignore[arg-type]
+        self._shared[key] = value  # the most recent
+        while len(self._shared) > SHARED_INPUTS:
+            self._shared.popitem(last=False)
+        return value.clone()
 
     def _key_priors(self, candidate: Candidate, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """The key's true label map and a drifted one (mask_warp from an earlier I-frame's

@@ -4,9 +4,12 @@ Both give the same bytes (`tests/test_data_sources.py`): the codec's own `Compre
 of a target and the BGR image of an I-frame or a reference, cropped to the frame size.
 
 `VideoFrames` decodes GOP by GOP with the single-pass reader, seeking to each GOP's I-frame.
-It keeps a few GOPs open per process and moves through each one forward only, so a run of
-samples from the same GOPs in ascending target order (what `cvos.data.sampling` plans for
+It keeps a few GOP streams open per process and moves through each one forward only, so a run
+of samples from the same GOPs in ascending target order (what `cvos.data.sampling` plans for
 each loader worker) decodes every frame once; any other order is still right, only slower.
+A stream also keeps the frame before its current one (a pseudo I-frame reads its target and the
+frame before it), and a GOP may have several streams (two interleaved blocks of one GOP, or a
+block's GOP that is also the GOP before another block's I-frame), so neither restarts a decode.
 """
 
 from __future__ import annotations
@@ -58,13 +61,14 @@ class ArrayFrames:
 
 class GopStream:
     """One GOP decoded forward on demand, keeping the image of every frame passed (a reference
-    or an I-frame asked for later costs no decoding) and, with `frames`, the current frame."""
+    or an I-frame asked for later costs no decoding) and, with `frames`, the current frame and
+    the one before it."""
 
     def __init__(self, video: CompressedVideo, gop_index: int, size: tuple[int, int], frames: bool):
-        self.first = video.gop_starts[gop_index]  # frame index of the I-frame
         self.size = size  # (height, width) of the sequence: frames are cropped to it
         self._frames = video.gop_frames(gop_index) if frames else None
         self._images = None if frames else video.gop_images(gop_index)
+        self.previous: CompressedFrame | None = None
         self.current: CompressedFrame | None = None
         self.images: list[np.ndarray] = []  # H x W x 3 BGR of each frame decoded so far
 
@@ -72,19 +76,23 @@ class GopStream:
         height, width = self.size
         while len(self.images) <= position:
             if self._frames is not None:
+                self.previous = self.current
                 self.current = next(self._frames).cropped(height, width)
                 self.images.append(self.current.bgr)
             else:
                 self.images.append(next(self._images)[:height, :width])
 
-    def passed(self, position: int) -> bool:
-        """Whether the current frame is past `position` (its frame needs a new stream)."""
-        return position < len(self.images) - 1
+    def reaches(self, position: int) -> bool:
+        """Whether this stream serves `position` without a new decode: any image it has or will
+        have; a frame that is the current one, the one before it, or ahead."""
+        return self._frames is None or position >= len(self.images) - 2
 
     def frame(self, position: int) -> CompressedFrame:
         self._advance_to(position)
-        assert self.current is not None and self.current.gop_position == position
-        return self.current
+        for frame in (self.current, self.previous):
+            if frame is not None and frame.gop_position == position:
+                return frame
+        raise AssertionError(f"GOP position {position} was passed")
 
     def image(self, position: int) -> np.ndarray:
         self._advance_to(position)
@@ -117,7 +125,8 @@ class VideoFrames:
 
     def _reset(self) -> None:
         self._process = os.getpid()
-        self._streams: OrderedDict[tuple[int, int, str], GopStream] = OrderedDict()
+        self._streams: OrderedDict[tuple[int, int, str, int], GopStream] = OrderedDict()
+        self._serial = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {"sequences": self.sequences, "open_gops": self.open_gops, "_videos": self._videos}
@@ -133,32 +142,40 @@ class VideoFrames:
     def image(self, sequence: int, index: int) -> np.ndarray:
         meta = self.sequences[sequence].meta
         position = index - meta.key_index(index)
-        target = self._open().get((sequence, meta.gop_index(index), "frames"))
-        if target is not None and position < len(target.images):  # e.g. a target's I-frame
-            return target.images[position]
+        for stream in self._of_gop(sequence, meta.gop_index(index), "frames"):
+            if position < len(stream.images):  # e.g. a target's I-frame
+                return stream.images[position]
         return self._stream(sequence, index, "images").image(position)
 
-    def _open(self) -> OrderedDict[tuple[int, int, str], GopStream]:
-        """This process's open streams (a forked worker starts with none of its parent's)."""
+    def _open(self) -> OrderedDict[tuple[int, int, str, int], GopStream]:
+        """This process's open streams (a forked worker starts with none of its parent's),
+        keyed by (sequence, GOP, role, serial number), least recently used first."""
         if self._process != os.getpid():
             self._reset()
         return self._streams
 
+    def _of_gop(self, sequence: int, gop: int, role: str) -> list[GopStream]:
+        return [s for k, s in self._open().items() if k[:3] == (sequence, gop, role)]
+
     def _stream(self, sequence: int, index: int, role: str) -> GopStream:
-        """The open stream of `index`'s GOP for `role`, restarted if it has passed `index`."""
+        """The open stream of `index`'s GOP for `role` nearest before `index` (images: any),
+        or a new one if every stream of that GOP has passed `index`."""
         streams = self._open()
         meta = self.sequences[sequence].meta
-        key = (sequence, meta.gop_index(index), role)
-        stream = streams.get(key)
-        if stream is not None and not (role == "frames" and stream.passed(index - stream.first)):
+        gop, position = meta.gop_index(index), index - meta.key_index(index)
+        usable = [
+            (len(stream.images), key)
+            for key, stream in streams.items()
+            if key[:3] == (sequence, gop, role) and stream.reaches(position)
+        ]
+        if usable:
+            key = max(usable)[1]
             streams.move_to_end(key)
-            return stream
-        if stream is not None:
-            stream.close()
+            return streams[key]
         size = (meta.height, meta.width)
-        stream = GopStream(self._videos[sequence], key[1], size, frames=role == "frames")
-        streams[key] = stream
-        streams.move_to_end(key)
+        stream = GopStream(self._videos[sequence], gop, size, frames=role == "frames")
+        self._serial += 1
+        streams[sequence, gop, role, self._serial] = stream
         while len(streams) > self.open_gops:
             streams.popitem(last=False)[1].close()
         return stream

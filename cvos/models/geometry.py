@@ -112,6 +112,14 @@ def sample_nearest(arrays: list[np.ndarray], affine: Affine) -> Tensor:
     return torch.from_numpy(out).view(-1, *affine.out_size)
 
 
+def nearest_axes(affine: Affine, height: int, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The frame row of each output row (h int32) and column of each output column (w int32)
+    that `sample_nearest` reads, when the map has no rotation and reads inside the frame alone;
+    else None. A field computed at those pixels alone is then exactly what it samples."""
+    taps = _nearest_taps(affine, height, width)
+    return taps.axes if taps.inside is None else None
+
+
 @dataclass(frozen=True)
 class _NearestTaps:
     """The input pixel each output pixel takes (h*w of them)."""

@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from cvos.models.geometry import Affine, map_vectors, sample_bilinear, sample_nearest
+from cvos.models.geometry import (
+    Affine,
+    map_vectors,
+    nearest_axes,
+    sample_bilinear,
+    sample_nearest,
+)
 
 FIELDS = ("image", "mv", "mv_acc", "residual_acc")
 RESIDUAL_SCALE = 255.0  # residuals of 8-bit images lie in -255..255
@@ -49,6 +56,11 @@ def frame_inputs(frame: CodedFrame, affine: Affine, fields: Collection[str] = FI
         rgb = frame.bgr[..., ::-1]
         inputs.image = sample_bilinear([rgb], affine).div_(255.0).clamp_(0.0, 1.0)
     nearest = [name for name in ("mv", "mv_acc", "residual_acc") if name in fields]
+    if "residual_acc" in nearest:
+        residual = _residual_at_taps(frame, affine)  # 3 x h x w BGR, or None
+        if residual is not None:
+            nearest.remove("residual_acc")
+            inputs.residual_acc = residual.flip(0) / RESIDUAL_SCALE
     if nearest:
         arrays = [getattr(frame, name) for name in nearest]
         sampled = sample_nearest(arrays, affine).split([a.shape[2] for a in arrays])
@@ -58,3 +70,18 @@ def frame_inputs(frame: CodedFrame, affine: Affine, fields: Collection[str] = FI
             else:
                 setattr(inputs, name, map_vectors(tensor, affine))
     return inputs
+
+
+def _residual_at_taps(frame: CodedFrame, affine: Affine) -> Tensor | None:
+    """3 x h x w float32 BGR: the accumulated residual at the nearest taps alone, as
+    `sample_nearest` would read it from the full residual (a quarter of a 480p frame's pixels
+    at 256 x 512); None where the frame cannot (no `residual_acc_at`, or the full residual is
+    at hand) or the taps are not axis-aligned inside the frame."""
+    compute = getattr(frame, "residual_acc_at", None)
+    axes = None if compute is None else nearest_axes(affine, *frame.bgr.shape[:2])
+    values = None if axes is None else compute(*axes)  # h x w x 3 int32
+    if values is None:
+        return None
+    out = np.empty((3, *affine.out_size), np.float32)
+    np.copyto(out, values.transpose(2, 0, 1))
+    return torch.from_numpy(out)
