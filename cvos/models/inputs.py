@@ -56,19 +56,21 @@ def frame_inputs(frame: CodedFrame, affine: Affine, fields: Collection[str] = FI
         rgb = frame.bgr[..., ::-1]
         inputs.image = sample_bilinear([rgb], affine).div_(255.0).clamp_(0.0, 1.0)
     nearest = [name for name in ("mv", "mv_acc", "residual_acc") if name in fields]
-    if "residual_acc" in nearest:
-        residual = _residual_at_taps(frame, affine)  # 3 x h x w BGR, or None
-        if residual is not None:
-            nearest.remove("residual_acc")
-            inputs.residual_acc = residual.flip(0) / RESIDUAL_SCALE
+    at_taps = _residual_at_taps(frame, affine) if "residual_acc" in nearest else None
+    if at_taps is not None:
+        nearest.remove("residual_acc")
+    sampled = {}
     if nearest:
         arrays = [getattr(frame, name) for name in nearest]
-        sampled = sample_nearest(arrays, affine).split([a.shape[2] for a in arrays])
-        for name, tensor in zip(nearest, sampled, strict=True):
-            if name == "residual_acc":  # the codec's BGR order -> RGB, like the image
-                setattr(inputs, name, tensor.flip(0) / RESIDUAL_SCALE)
-            else:
-                setattr(inputs, name, map_vectors(tensor, affine))
+        parts = sample_nearest(arrays, affine).split([a.shape[2] for a in arrays])
+        sampled = dict(zip(nearest, parts, strict=True))
+    if at_taps is not None:
+        sampled["residual_acc"] = at_taps  # 3 x h x w BGR, as sampled from the full residual
+    for name, tensor in sampled.items():
+        if name == "residual_acc":  # the codec's BGR order -> RGB, like the image
+            setattr(inputs, name, tensor.flip(0) / RESIDUAL_SCALE)
+        else:
+            setattr(inputs, name, map_vectors(tensor, affine))
     return inputs
 
 
@@ -82,6 +84,4 @@ def _residual_at_taps(frame: CodedFrame, affine: Affine) -> Tensor | None:
     values = None if axes is None else compute(*axes)  # h x w x 3 int32
     if values is None:
         return None
-    out = np.empty((3, *affine.out_size), np.float32)
-    np.copyto(out, values.transpose(2, 0, 1))
-    return torch.from_numpy(out)
+    return torch.from_numpy(values.transpose(2, 0, 1).astype(np.float32, order="C"))
