@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from torch import Tensor, nn
 
 import cvos.models.decoder as decoder_module
+import cvos.models.matching as matching_module
 from cvos.data import TrainBatch
 from cvos.errors import CheckpointError, ConfigError, DataError
 from cvos.lit import CVOSLitModule
@@ -619,6 +620,22 @@ def test_shared_banks_score_like_per_object_banks(k: int, cap: int | None) -> No
     assert all(
         bg == [not m for m in fg] for fg, bg in zip(banks.fg_member, banks.bg_member, strict=True)
     )
+
+
+@pytest.mark.parametrize("cells", [5, 64, 150])
+@pytest.mark.parametrize("kernel", ["_compiled_topk_means", "_torch_topk_means"])
+def test_topk_means_average_the_k_largest_of_the_ranges(cells: int, kernel: str) -> None:
+    """Both implementations (compiled on the CPU, torch elsewhere) against a sort, on maps
+    narrower than, equal to and between the compiled kernel's blocks of cells."""
+    sim = torch.randn(40, cells)
+    topk_means = getattr(matching_module, kernel)
+    for ranges, k in [([(3, 30)], 5), ([(0, 4), (10, 12)], 20), ([(0, 40)], 1), ([(7, 7)], 3)]:
+        rows = torch.cat([sim[a:b] for a, b in ranges])  # n x cells
+        if len(rows) == 0:
+            expected = torch.full((cells,), EMPTY_BANK_SCORE)
+        else:
+            expected = rows.sort(dim=0, descending=True).values[:k].mean(dim=0)
+        torch.testing.assert_close(topk_means(sim, ranges, k), expected)
 
 
 def test_capped_banks_keep_evenly_spaced_members() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from cvos.errors import DataError
+from cvos.files import compiled_library
 
 # Score of a class whose bank is empty (object absent from the reference, or covering the
 # whole frame): the lowest cosine similarity, so the other class wins wherever it matches.
@@ -139,10 +143,10 @@ class SharedBanks:
 
     The frame's kept keys are stored once, their columns ordered by group: the set of banks
     (object o's foreground, object o's background) a position lies in. An object's banks are
-    unions of groups, so features shared by all objects are matched with one product and one
-    top-k per group, and each object only merges k-long lists. Per-object features (SAM's)
-    need a product per object anyway: `object_keys` holds each object's foreground keys then
-    its background keys (zero-padded to the widest), so its two banks are two column ranges.
+    unions of groups, so features shared by all objects are matched with one product, and each
+    object's top-k reads its groups' ranges of it. Per-object features (SAM's) need a product
+    per object anyway: `object_keys` holds each object's foreground keys then its background
+    keys (zero-padded to the widest), so its two banks are two column ranges.
     """
 
     keys: Tensor  # D x N L2-normalised reference features, columns ordered by group
@@ -197,7 +201,7 @@ def _object_keys(keys: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
 
 
 def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
-    """`match` against `SharedBanks`, with the same scores.
+    """`match` against `SharedBanks`, with the same scores up to float rounding.
 
     feats 1 x D x h x w (one map for every object) -> 1 x O x 2 x h x w, or O x D x h x w (a
     map per object, SAM's) -> O x 1 x 2 x h x w, each map matched with its own object's banks.
@@ -206,43 +210,71 @@ def match_shared(feats: Tensor, banks: SharedBanks, k: int) -> Tensor:
     objects = banks.num_objects
     if count not in (1, objects):
         raise DataError(f"{count} feature maps for {objects} objects: expected 1 or {objects}")
-    query = F.normalize(feats.flatten(2), dim=1).transpose(1, 2)  # Q x M x D
+    queries = F.normalize(feats.flatten(2), dim=1)  # Q x D x M
     scores = []
     if count == 1:
-        sim = query[0] @ banks.keys  # M x N, shared by every object
-        tops = [_largest(sim[:, a:b], k) for a, b in banks.bounds]
+        sim = banks.keys.T @ queries[0]  # N x M, shared by every object
         for o in range(objects):
-            pair = []
-            for member in (banks.bg_member, banks.fg_member):
-                lists = [t for t, m in zip(tops, member, strict=True) if m[o]]
-                pair.append(_merged_mean(lists, k, sim))
-            scores.append(torch.stack(pair))  # 2 x M
+            pair = [
+                [bounds for bounds, m in zip(banks.bounds, member, strict=True) if m[o]]
+                for member in (banks.bg_member, banks.fg_member)
+            ]
+            scores.append(torch.stack([topk_means(sim, ranges, k) for ranges in pair]))
     else:
-        for o in range(objects):  # one M x W matrix at a time
+        for o in range(objects):  # one W x M matrix at a time
             fg_count, bg_count = banks.fg_counts[o], banks.bg_counts[o]
-            sim = query[o] @ banks.object_keys[o, :, : fg_count + bg_count]  # M x W
-            parts = (sim[:, fg_count:], sim[:, :fg_count])  # background, foreground
-            bg, fg = ([part] if part.shape[1] else [] for part in parts)
-            scores.append(torch.stack((_merged_mean(bg, k, sim), _merged_mean(fg, k, sim))))
+            sim = banks.object_keys[o, :, : fg_count + bg_count].T @ queries[o]  # W x M
+            bg = topk_means(sim, [(fg_count, fg_count + bg_count)], k)
+            scores.append(torch.stack((bg, topk_means(sim, [(0, fg_count)], k))))
     out = torch.stack(scores).view(objects, 2, h, w)
     return out[None] if count == 1 else out[:, None]
 
 
-def _merged_mean(lists: list[Tensor], k: int, sim: Tensor) -> Tensor:
-    """Mean of the k largest values over several M x n_i lists (fewer when they hold fewer);
-    EMPTY_BANK_SCORE when there are none: an empty bank. M."""
-    if not lists:
-        return sim.new_full(sim.shape[:1], EMPTY_BANK_SCORE)
-    values = lists[0] if len(lists) == 1 else torch.cat(lists, dim=-1)
-    return _largest(values, k).mean(dim=-1)
+def topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Tensor:
+    """M: per column of sim (N x M, a bank's similarities to M cells), the mean of the k
+    largest over the rows in `ranges` ([start, stop) pairs; all of them when fewer),
+    EMPTY_BANK_SCORE where they hold none. Compiled on the CPU, torch's topk elsewhere."""
+    if sim.device.type == "cpu":
+        return _compiled_topk_means(sim, ranges, k)
+    return _torch_topk_means(sim, ranges, k)
 
 
-def _largest(values: Tensor, k: int) -> Tensor:
-    """M x min(k, n): the k largest of each row of values (M x n), in no particular order
-    (an unsorted top-k costs half a sorted one; a mean does not need the order)."""
-    if values.shape[-1] <= k:
-        return values
-    return values.topk(k, dim=-1, sorted=False).values
+def _torch_topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Tensor:
+    parts = [sim[start:stop] for start, stop in ranges if stop > start]
+    if not parts:
+        return sim.new_full(sim.shape[1:], EMPTY_BANK_SCORE)
+    values = (parts[0] if len(parts) == 1 else torch.cat(parts)).T  # M x n
+    if values.shape[-1] > k:  # an unsorted top-k costs half a sorted one; a mean needs no order
+        values = values.topk(k, dim=-1, sorted=False).values
+    return values.mean(dim=-1)
+
+
+@functools.cache
+def _matching_kernels() -> tuple[ctypes.CDLL, int]:
+    """The compiled top-k mean (`_matching.c`) and its block width, loaded once."""
+    library = compiled_library("cvos.models._matching")
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.topk_mean_rows.argtypes = [pointer, size, pointer, pointer, size, size]
+    library.topk_mean_rows.argtypes += [ctypes.c_float, pointer, pointer]
+    library.topk_mean_rows.restype = None
+    library.topk_lanes.restype = size
+    return library, library.topk_lanes()
+
+
+def _compiled_topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Tensor:
+    library, lanes = _matching_kernels()
+    cells = sim.shape[1]
+    sim = sim.float().contiguous()
+    if cells < lanes:  # the kernel works on blocks of `lanes` cells
+        sim = F.pad(sim, (0, lanes - cells))
+    bounds = np.array(ranges, np.int64).reshape(-1, 2).T.copy()  # 2 x R: starts, stops
+    out = torch.empty(sim.shape[1])
+    scratch = torch.empty(k * lanes)
+    library.topk_mean_rows(
+        sim.data_ptr(), sim.shape[1], bounds[0].ctypes.data, bounds[1].ctypes.data,
+        bounds.shape[1], k, EMPTY_BANK_SCORE, scratch.data_ptr(), out.data_ptr(),
+    )  # fmt: skip
+    return out[:cells]
 
 
 def soft_aggregate(fg_prob: Tensor) -> Tensor:
