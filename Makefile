@@ -8,7 +8,7 @@ STAMP := .cache/installed.stamp
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml cvos/codec/_kernels.c cvos/models/_samplers.c cvos/models/_matching.c
+$(STAMP): pyproject.toml cvos/codec/_kernels.c cvos/models/_samplers.c cvos/models/_loops.c
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@

@@ -30,7 +30,14 @@ from cvos.models import (
     warp_mask,
 )
 from cvos.models.cvosnet import fold_batch_norms
-from cvos.models.decoder import DecoderWidths, Window, band_window, boundary_band, cell_band
+from cvos.models.decoder import (
+    DecoderWidths,
+    Window,
+    band_window,
+    boundary_band,
+    cell_band,
+    summed_area_band,
+)
 from cvos.models.matching import build_reference, capped, match, match_shared, shared_banks
 from cvos.models.propagation import MOTION_SCALE
 
@@ -523,15 +530,23 @@ def test_decoder_widths_fine_path_from_half_or_quarter() -> None:
             DecoderWidths(*widths)
 
 
-def test_the_band_equals_max_pool_dilation_minus_erosion_up_to_the_frame_border() -> None:
+@pytest.mark.parametrize("band", [boundary_band, summed_area_band])
+def test_the_band_equals_max_pool_dilation_minus_erosion_up_to_the_frame_border(band) -> None:
+    """The compiled band (CPU) and the summed-area one (other devices), on whole maps and on
+    windows of them (strided rows), NCHW and NHWC, radii small and wider than the map."""
     prior = (torch.rand(2, 1, 5, 9) > 0.5).float()
     prior = F.interpolate(prior, size=(40, 72)) * 0.9 + 0.05  # blocks touching the border
-    hard = (prior > 0.5).float()
-    for radius in (1, 6):
-        k = 2 * radius + 1
-        pooled = F.max_pool2d(hard, k, 1, radius) + F.max_pool2d(-hard, k, 1, radius)
-        assert pooled.sum() > 0
-        torch.testing.assert_close(boundary_band(prior, radius), pooled, rtol=0, atol=0)
+    for view in (
+        prior,
+        prior[..., 3:37, 8:64],
+        prior.contiguous(memory_format=torch.channels_last),
+    ):
+        hard = (view > 0.5).float()
+        for radius in (1, 6, 50):
+            k = 2 * radius + 1
+            pooled = F.max_pool2d(hard, k, 1, radius) + F.max_pool2d(-hard, k, 1, radius)
+            assert pooled.sum() > 0
+            torch.testing.assert_close(band(view, radius), pooled, rtol=0, atol=0)
 
 
 def test_without_the_prior_the_decoder_is_a_matching_decoder() -> None:
@@ -623,12 +638,13 @@ def test_shared_banks_score_like_per_object_banks(k: int, cap: int | None) -> No
 
 
 @pytest.mark.parametrize("cells", [5, 64, 150])
-@pytest.mark.parametrize("kernel", ["_compiled_topk_means", "_torch_topk_means"])
-def test_topk_means_average_the_k_largest_of_the_ranges(cells: int, kernel: str) -> None:
+@pytest.mark.parametrize("device_type", ["cpu", "other"])
+def test_topk_means_average_the_k_largest_of_the_ranges(cells: int, device_type: str) -> None:
     """Both implementations (compiled on the CPU, torch elsewhere) against a sort, on maps
     narrower than, equal to and between the compiled kernel's blocks of cells."""
     sim = torch.randn(40, cells)
-    topk_means = getattr(matching_module, kernel)
+    topk_means = {"cpu": matching_module.topk_means, "other": matching_module._torch_topk_means}
+    topk_means = topk_means[device_type]
     for ranges, k in [([(3, 30)], 5), ([(0, 4), (10, 12)], 20), ([(0, 40)], 1), ([(7, 7)], 3)]:
         rows = torch.cat([sim[a:b] for a, b in ranges])  # n x cells
         if len(rows) == 0:

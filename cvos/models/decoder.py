@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvos.errors import ConfigError
+from cvos.models import loops
 from cvos.models.geometry import dilate
 from cvos.models.light import ImageNorm, conv_bn_relu, patch_conv_bn_relu
 
@@ -63,8 +64,16 @@ def boundary_band(prior: Tensor, radius: int) -> Tensor:
     """N x 1 x H x W {0, 1}: within `radius` pixels of the prior's boundary (dilation minus
     erosion of prior > 0.5 by a (2 radius + 1) square; outside the frame counts as neither).
 
-    Both come from summed-area tables (`dilate`): on every P-frame, where 13 x 13 max-pools
-    cost more than the rest of the light decoder."""
+    On every P-frame: a compiled loop on the CPU (`loops.boundary_band`, the same values),
+    elsewhere summed-area tables (`dilate`; 13 x 13 max-pools cost more than the rest of the
+    light decoder)."""
+    if prior.device.type == "cpu":
+        return loops.boundary_band(prior, radius)
+    return summed_area_band(prior, radius)
+
+
+def summed_area_band(prior: Tensor, radius: int) -> Tensor:
+    """`boundary_band` from summed-area tables, for any device."""
     hard = (prior > 0.5).float()
     eroded = 1.0 - dilate(1.0 - hard, radius)
     return dilate(hard, radius) - eroded

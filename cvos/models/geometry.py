@@ -84,8 +84,13 @@ def resize_affine(in_size: tuple[int, int], out_size: tuple[int, int]) -> Affine
 
 
 def map_vectors(vectors: Tensor, affine: Affine) -> Tensor:
-    """... x 2 x h x w vectors sampled at the output, in input pixels -> in output pixels."""
+    """... x 2 x h x w vectors sampled at the output, in input pixels -> in output pixels.
+
+    Without rotation (a resize, flips: every inference frame) each component only scales, one
+    multiply instead of a 2 x 2 product per vector (the same values: the other term is 0)."""
     linear = torch.from_numpy(affine.vector_map).to(vectors.dtype)
+    if linear[0, 1] == 0 and linear[1, 0] == 0:
+        return vectors * linear.diagonal()[:, None, None]
     return torch.einsum("ij,...jhw->...ihw", linear, vectors)
 
 

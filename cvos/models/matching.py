@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from cvos.errors import DataError
-from cvos.files import compiled_library
+from cvos.models import loops
 
 # Score of a class whose bank is empty (object absent from the reference, or covering the
 # whole frame): the lowest cosine similarity, so the other class wins wherever it matches.
@@ -235,7 +232,7 @@ def topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Tensor:
     largest over the rows in `ranges` ([start, stop) pairs; all of them when fewer),
     EMPTY_BANK_SCORE where they hold none. Compiled on the CPU, torch's topk elsewhere."""
     if sim.device.type == "cpu":
-        return _compiled_topk_means(sim, ranges, k)
+        return loops.topk_means(sim, ranges, k, EMPTY_BANK_SCORE)
     return _torch_topk_means(sim, ranges, k)
 
 
@@ -247,34 +244,6 @@ def _torch_topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Ten
     if values.shape[-1] > k:  # an unsorted top-k costs half a sorted one; a mean needs no order
         values = values.topk(k, dim=-1, sorted=False).values
     return values.mean(dim=-1)
-
-
-@functools.cache
-def _matching_kernels() -> tuple[ctypes.CDLL, int]:
-    """The compiled top-k mean (`_matching.c`) and its block width, loaded once."""
-    library = compiled_library("cvos.models._matching")
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.topk_mean_rows.argtypes = [pointer, size, pointer, pointer, size, size]
-    library.topk_mean_rows.argtypes += [ctypes.c_float, pointer, pointer]
-    library.topk_mean_rows.restype = None
-    library.topk_lanes.restype = size
-    return library, library.topk_lanes()
-
-
-def _compiled_topk_means(sim: Tensor, ranges: list[tuple[int, int]], k: int) -> Tensor:
-    library, lanes = _matching_kernels()
-    cells = sim.shape[1]
-    sim = sim.float().contiguous()
-    if cells < lanes:  # the kernel works on blocks of `lanes` cells
-        sim = F.pad(sim, (0, lanes - cells))
-    bounds = np.array(ranges, np.int64).reshape(-1, 2).T.copy()  # 2 x R: starts, stops
-    out = torch.empty(sim.shape[1])
-    scratch = torch.empty(k * lanes)
-    library.topk_mean_rows(
-        sim.data_ptr(), sim.shape[1], bounds[0].ctypes.data, bounds[1].ctypes.data,
-        bounds.shape[1], k, EMPTY_BANK_SCORE, scratch.data_ptr(), out.data_ptr(),
-    )  # fmt: skip
-    return out[:cells]
 
 
 def soft_aggregate(fg_prob: Tensor) -> Tensor:
