@@ -31,6 +31,12 @@ SCORES = {  # metrics.json key -> what validation logs
 }
 
 
+def _score(scores: dict[str, float], name: str) -> float | None:
+    """A logged score; None for frame timings a split cannot measure (no I-frame past the
+    first, no P-frame)."""
+    return float(scores[name]) if name in scores else None
+
+
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[pl.Callback]:
     """The `callbacks` group (`callbacks.<name>=null` drops one); the learning-rate monitor
     needs a logger, so it goes without one."""
@@ -53,11 +59,13 @@ def train(cfg: DictConfig, run_dir: Path, in_sweep: bool = False) -> dict[str, A
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         scores = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        metrics = {"status": "ok", **{key: float(scores[name]) for key, name in SCORES.items()}}
+        metrics = {"status": "ok", **{key: _score(scores, name) for key, name in SCORES.items()}}
         metrics["params"] = sum(p.numel() for p in module.net.parameters())
         metrics["checkpoint"] = last_checkpoint(trainer)
         for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in metrics.items() if k in SCORES})
+            logger.log_metrics(
+                {f"final/{k}": v for k, v in metrics.items() if k in SCORES and v is not None}
+            )
         status = "success"
     finally:
         finish_loggers(loggers, status)

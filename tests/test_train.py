@@ -53,6 +53,14 @@ def test_a_short_run_writes_metrics_and_a_checkpoint_of_its_network(
     assert (tmp_path / "csv").is_dir()  # the default logger
 
 
+def test_clips_within_one_gop_record_no_iframe_time_rather_than_nan(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    metrics = train_in_process(tmp_path, cache_dir, "data.gop_size=1000")
+    assert metrics["ms_per_iframe"] is None and metrics["ms_per_pframe"] > 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["ms_per_iframe"] is None
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [

@@ -155,8 +155,9 @@ class CVOSLitModule(pl.LightningModule):
         self.log("val/mask_warp_J&F", self.val_mask_warp_jf.compute()["J&F-Mean"])
         self.log("val/copy_baseline_J&F", self.val_copy_jf.compute()["J&F-Mean"])
         self.log("val/fps", self.val_frames.compute() / self.val_seconds.compute().clamp_min(1e-9))
-        self.log("val/ms_per_iframe", self.val_iframe_ms.compute())
-        self.log("val/ms_per_pframe", self.val_pframe_ms.compute())
+        for name, metric in (("iframe", self.val_iframe_ms), ("pframe", self.val_pframe_ms)):
+            if metric.update_called:  # clips within one GOP have no I-frame past the first
+                self.log(f"val/ms_per_{name}", metric.compute())
         metrics = (self.val_jf, self.val_mask_warp_jf, self.val_copy_jf, self.val_iframe_ms)
         for metric in (*metrics, self.val_pframe_ms, self.val_frames, self.val_seconds):
             metric.reset()
