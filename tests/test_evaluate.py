@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import time
 from pathlib import Path
@@ -73,6 +74,8 @@ def test_speed_figures_are_the_measured_times_per_frame_kind(
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr(time, "perf_counter", clock)
+    stream_module = importlib.import_module("cvos.inference.stream")  # not the function
+    monkeypatch.setattr(stream_module, "read_ahead", iter)  # the fake clock in one thread
     frames, step = EvalSequence.frames, Propagator.step
 
     def timed_frames(sequence: EvalSequence):
@@ -80,9 +83,9 @@ def test_speed_figures_are_the_measured_times_per_frame_kind(
             clock.now += 0.001
             yield frame
 
-    def timed_step(propagator: Propagator, frame, masks=None):
+    def timed_step(propagator: Propagator, frame, masks=None, inputs=None):
         clock.now += 0.007 if frame.picture_type == PictureType.I else 0.003
-        return step(propagator, frame, masks)
+        return step(propagator, frame, masks, inputs)
 
     monkeypatch.setattr(EvalSequence, "frames", timed_frames)
     monkeypatch.setattr(Propagator, "step", timed_step)

@@ -106,6 +106,31 @@ def test_objects_start_on_the_frame_of_their_first_mask(
     assert propagator_ids(labels) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("propagation", ["feature", "mask"])
+def test_inputs_sampled_ahead_segment_as_inputs_sampled_in_the_step(
+    square: tuple[SyntheticVideo, Path], propagation: str
+) -> None:
+    """`stream` samples each frame's inputs in a thread (`sample_inputs`): the same masks,
+    starting on an I-frame or on the P-frame before one (whose residual the I-frame's decoder
+    would read). The decoders' last convs are randomised: untrained, they output the prior."""
+    video, path = square
+    with CompressedVideo(path) as stream:
+        frames = list(stream)
+    for start in (0, 11):
+        net, config = tiny(propagation, use_rsm=True, use_sam=True)
+        for decoder in (net.idec, net.pdec):
+            torch.nn.init.normal_(decoder.out.weight, std=0.5)
+        inline, ahead = Propagator(net, config), Propagator(net, config)
+        first = video.masks[start].astype(np.uint8)
+        for frame in frames[start:]:
+            masks = first if frame.index == start else None
+            expected = inline.step(frame, masks).labels
+            got = ahead.step(frame, masks, ahead.sample_inputs(frame)).labels
+            assert np.array_equal(got, expected), f"frame {frame.index}"
+            if inline.state.probs is not None:  # None after mask propagation's P-frames
+                assert torch.equal(ahead.state.probs, inline.state.probs), f"frame {frame.index}"
+
+
 def propagator_ids(labels: list[np.ndarray]) -> set[int]:
     return {int(v) for frame in labels for v in np.unique(frame)}
 

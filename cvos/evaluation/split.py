@@ -127,8 +127,9 @@ def sequence_row(name: str, timing: StreamTiming, scores: SequenceScores | None)
 def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[str, float | None]:
     """fps with decode included, and where each frame's time went (milliseconds).
 
-    Decode is the time spent waiting for the reader's thread; inputs, network and post
-    (mask warping, upsampling, merging objects) split each step; writing (its own thread) and
+    Decode is the time spent waiting for the reader's threads; inputs (sampled ahead in a
+    thread, or in the step where a frame was not), network and post (mask warping, upsampling,
+    merging objects) split each frame's work; writing (its own thread) and
     scoring (after each sequence) are off the hot path and not in the fps. CPU time counts
     every thread of the process while frames were decoded and segmented.
     """
@@ -154,7 +155,9 @@ def speed(timing: StreamTiming, write_s: float, score_s: float = 0.0) -> dict[st
         "ms_per_iframe": mean_ms(timing.iframe_s),
         "ms_per_pframe": mean_ms(timing.pframe_s),
         "decode_ms_per_frame": per_frame(timing.decode_s),
-        "inputs_ms_per_frame": per_frame(s_stages.inputs + i_stages.inputs + p_stages.inputs),
+        "inputs_ms_per_frame": per_frame(
+            timing.inputs_ahead_s + s_stages.inputs + i_stages.inputs + p_stages.inputs
+        ),
         "network_ms_per_iframe": per_iframe(i_stages.network),
         "network_ms_per_pframe": per_pframe(p_stages.network),
         "encoder_ms_per_iframe": per_iframe(i_stages.features),
@@ -217,9 +220,10 @@ def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
         f"({_ms(m['ms_per_iframe'])} ms per I-frame, {_ms(m['ms_per_pframe'])} ms per P-frame, "
         f"{_ms(m['ms_per_start_frame'])} ms per first frame); "
         f"results in {run_dir}\n"
-        f"  per frame: decode {m['decode_ms_per_frame']:.2f} ms (waiting for the reader thread)"
-        f" | inputs {m['inputs_ms_per_frame']:.2f} ms | network {m['network_ms_per_iframe']:.1f} "
-        f"ms per I-frame (encoder {m['encoder_ms_per_iframe']:.1f}), "
+        f"  per frame: decode {m['decode_ms_per_frame']:.2f} ms (waiting for the reader threads)"
+        f" | inputs {m['inputs_ms_per_frame']:.2f} ms (sampled ahead) | network "
+        f"{m['network_ms_per_iframe']:.1f} ms per I-frame (encoder "
+        f"{m['encoder_ms_per_iframe']:.1f}), "
         f"{m['network_ms_per_pframe']:.1f} ms per P-frame (propagation "
         f"{m['propagation_ms_per_pframe']:.1f}), matching decoder {m['matching_ms_per_frame']:.1f}"
         f" ms | warping and post-processing {m['post_ms_per_frame']:.2f} ms | CPU "

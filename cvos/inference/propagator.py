@@ -192,8 +192,25 @@ class Propagator:
         return self.net.encoder.stride if self.net is not None else 8
 
     @torch.inference_mode()
-    def step(self, frame: CompressedFrame, new_masks: np.ndarray | None = None) -> FrameOutput:
-        """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here."""
+    def sample_inputs(self, frame: CompressedFrame) -> NetInputs | None:
+        """The network inputs `step` reads for `frame`, for a reader thread to sample ahead while
+        `step` runs on an earlier frame (it reads nothing `step` changes). None where the frame
+        needs none (no network; mask propagation's P-frames): `step` then samples what it needs.
+        """
+        if self.net is None or (self.propagation == "mask" and frame.picture_type != PictureType.I):
+            return None
+        size = network_size(*frame.bgr.shape[:2], self.stride, self.config.input_size)
+        return self._inputs(frame, size, key=frame.picture_type == PictureType.I)
+
+    @torch.inference_mode()
+    def step(
+        self,
+        frame: CompressedFrame,
+        new_masks: np.ndarray | None = None,
+        inputs: NetInputs | None = None,
+    ) -> FrameOutput:
+        """Segment the next frame; `new_masks` (H x W labels) adds the objects that start here;
+        `inputs` are the frame's `sample_inputs`, when sampled ahead."""
         new_ids = self._new_ids(new_masks)
         watch, times = Stopwatch(self.device), StepTimes()
         frame_size = frame.bgr.shape[:2]
@@ -202,7 +219,8 @@ class Propagator:
         size = network_size(*frame_size, self.stride, self.config.input_size)
         probs = None
         if segments:
-            inputs = self._inputs(frame, size, key)
+            if inputs is None:
+                inputs = self._inputs(frame, size, key)
             times.inputs = watch.lap()
             with self._autocast():
                 shared, per_object = self._features(inputs, key, size, bool(new_ids))
@@ -220,16 +238,11 @@ class Propagator:
             probs = self._with_new_objects(probs, new_masks, new_ids, size)
             self.state.object_ids.extend(new_ids)
         times.post = watch.lap()
-        self._remember(frame, key, labels, probs, inputs if segments else None)
+        self._remember(key, labels, probs, inputs if segments else None)
         return FrameOutput(labels=labels, object_ids=list(self.state.object_ids), times=times)
 
     def _remember(
-        self,
-        frame: CompressedFrame,
-        key: bool,
-        labels: np.ndarray,
-        probs: Tensor | None,
-        inputs: NetInputs | None,
+        self, key: bool, labels: np.ndarray, probs: Tensor | None, inputs: NetInputs | None
     ) -> None:
         """What the next frames read: the output (label map and probabilities), the GOP's key
         output, and the residual of a P-frame (the next I-frame's decoder reads it)."""
@@ -237,8 +250,7 @@ class Propagator:
         state.labels, state.probs = labels, probs
         if key or state.key_probs is None:
             state.key_probs, state.prior = probs, None
-        is_p = frame.picture_type == PictureType.P and inputs is not None
-        state.residual = inputs.residual_acc if is_p else None
+        state.residual = None if key or inputs is None else inputs.residual_acc
 
     def _new_ids(self, new_masks: np.ndarray | None) -> list[int]:
         if new_masks is None:

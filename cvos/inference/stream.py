@@ -10,21 +10,25 @@ import numpy as np
 import torch
 
 from cvos.codec import CompressedFrame, PictureType
+from cvos.codec.readahead import read_ahead
 from cvos.inference.propagator import FrameOutput, Propagator, StepTimes
+from cvos.models import NetInputs
 
 
 @dataclass
 class StreamTiming:
     """Seconds spent waiting for decoded frames and segmenting them, I- and P-frames apart.
 
-    `decode_s` is the time the caller waited for the next frame (decoding runs ahead in the
-    reader's thread, so it is what decoding did not hide); `cpu_s` is the process's CPU time
+    `decode_s` is the time the caller waited for the next frame (decoding and sampling the
+    network inputs run ahead in threads, so it is what they did not hide); `inputs_ahead_s` is
+    the time the sampling took in its thread; `cpu_s` is the process's CPU time
     over the same spans, all threads included. Frames on which no object was known yet (up to
     the one where the first masks are given: the encoder and the reference banks run, no
     decoder) are `start_s`, so that I-frame figures are those of frames that segment.
     """
 
     decode_s: float = 0.0
+    inputs_ahead_s: float = 0.0  # sampling network inputs, in the read-ahead thread
     cpu_s: float = 0.0
     start_s: list[float] = field(default_factory=list)
     iframe_s: list[float] = field(default_factory=list)
@@ -48,6 +52,7 @@ class StreamTiming:
     def merge(self, other: StreamTiming) -> None:
         """Add another stream's times to this one's."""
         self.decode_s += other.decode_s
+        self.inputs_ahead_s += other.inputs_ahead_s
         self.cpu_s += other.cpu_s
         self.start_s.extend(other.start_s)
         self.iframe_s.extend(other.iframe_s)
@@ -69,20 +74,21 @@ def stream(
     timing: StreamTiming,
 ) -> Iterator[tuple[CompressedFrame, FrameOutput]]:
     """Segment `frames` in decode order; objects start on the frames `first_masks` names
-    (position in the stream -> H x W labels of the objects starting there). What the caller
+    (position in the stream -> H x W labels of the objects starting there). A thread samples
+    each frame's network inputs while the network runs on the frame before. What the caller
     does with each output (writing, scoring) is not timed."""
-    frames = iter(frames)
+    ahead = read_ahead(_with_inputs(propagator, frames, timing))
     position = 0
     while True:
         start, cpu = time.perf_counter(), time.process_time()
-        frame = next(frames, None)
+        frame, inputs = next(ahead, (None, None))
         timing.decode_s += time.perf_counter() - start
         if frame is None:
             timing.cpu_s += time.process_time() - cpu
             return
         starting = not propagator.state.object_ids
         start = time.perf_counter()
-        output = propagator.step(frame, first_masks.get(position))
+        output = propagator.step(frame, first_masks.get(position), inputs)
         _synchronize(propagator.device)
         elapsed = time.perf_counter() - start
         timing.cpu_s += time.process_time() - cpu
@@ -97,3 +103,16 @@ def stream(
             timing.pframe_stages.add(output.times)
         yield frame, output
         position += 1
+
+
+def _with_inputs(
+    propagator: Propagator, frames: Iterable[CompressedFrame], timing: StreamTiming
+) -> Iterator[tuple[CompressedFrame, NetInputs | None]]:
+    """Each frame with its `Propagator.sample_inputs`, the sampling timed apart (frames that
+    need no inputs take none)."""
+    for frame in frames:
+        start = time.perf_counter()
+        inputs = propagator.sample_inputs(frame)
+        if inputs is not None:
+            timing.inputs_ahead_s += time.perf_counter() - start
+        yield frame, inputs
