@@ -3,7 +3,11 @@
 Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding
 - the encoded video (`video.m4v`; `video.mp4` for H.264): training and evaluation decode every
   representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~30 KB a 480p frame;
-- `labels.npz`: the label map of each annotated frame, compressed (`"<frame index>"` -> H x W);
+- `labels.npz`: the label map of each annotated frame, run-length coded (`_encode_runs`): a
+  map decodes in 0.05 ms at 480p where inflating it took 1 ms;
+- `key_residuals.npz`: the accumulated residual of the frame before each I-frame but the first
+  (`"<I-frame index>"` -> H x W x 3 int16), compressed: a training sample reads it at its
+  I-frame, and it would otherwise cost decoding the whole GOP before, with its motion;
 - `meta.json`: settings, frame names, size, picture types and object statistics;
 - with `arrays=True` only, `representations/`: the codec's `RepresentationCache` of the video,
   every decoded array memory-mapped (~10 MB a 480p frame; the format-1 cache).
@@ -23,7 +27,7 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +47,28 @@ from cvos.files import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 FORMATS = {
     1: "every decoded representation as arrays, ~10 MB a 480p frame",
     2: "the encoded video and compressed labels, ~30 KB a 480p frame",
+    3: "the encoded video, run-length labels and the residuals before I-frames, ~90 KB a 480p "
+    "frame",
 }
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npz"
+KEY_RESIDUALS_FILE = "key_residuals.npz"
 REPRESENTATIONS_DIR = "representations"
-LABEL_CACHE = 64  # label maps a process keeps decompressed (a sample reads 4, often the same)
+LABEL_CACHE = 64  # label maps a process keeps decoded (a sample reads 4, often the same)
+KEY_RESIDUAL_CACHE = 4  # key residuals a process keeps decompressed (one per open block)
 
 
 class _LabelMaps:
-    """The label maps this process keeps decompressed, of all sequences together (the last
-    LABEL_CACHE read). Kept per sequence, a loader worker would hold LABEL_CACHE maps of every
-    training sequence it has met: 300 MB for DAVIS's 24 at 480p, each page of it a fault."""
+    """The label maps (or other arrays) this process keeps decoded, of all sequences together
+    (the last `limit` read). Kept per sequence, a loader worker would hold LABEL_CACHE maps of
+    every training sequence it has met: 300 MB for DAVIS's 24 at 480p, each page of it a fault."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit  # None: LABEL_CACHE, read when a map is put
         self._process = os.getpid()
         self._maps: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
 
@@ -73,11 +82,12 @@ class _LabelMaps:
 
     def put(self, key: tuple[Path, int], labels: np.ndarray) -> None:
         self._maps[key] = labels
-        while len(self._maps) > LABEL_CACHE:
+        while len(self._maps) > (LABEL_CACHE if self.limit is None else self.limit):
             self._maps.popitem(last=False)
 
 
 _LABEL_MAPS = _LabelMaps()
+_KEY_RESIDUALS = _LabelMaps(KEY_RESIDUAL_CACHE)
 
 
 @dataclass(frozen=True)
@@ -153,10 +163,12 @@ class PreparedSequence:
         self.video_path = path / video_name(settings.codec)
         self._representations: CachedRepresentations | None = None
         self._process = os.getpid()
-        self._labels_zip: Any = None
+        self._runs: LabelRuns | None = None
+        self._residuals_zip: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_representations": None, "_labels_zip": None, "_process": None}
+        closed = {"_runs": None, "_residuals_zip": None, "_process": None}
+        return {**self.__dict__, "_representations": None, **closed}
 
     def representations(self) -> CachedRepresentations:
         """The codec's arrays of every frame (coded size), memory-mapped; extracted from the
@@ -176,10 +188,14 @@ class PreparedSequence:
         T x H x W x C read-only memory map, cropped back to the frame size."""
         return getattr(self.representations(), name)[:, : self.meta.height, : self.meta.width]
 
+    def _own_process(self) -> None:
+        """Drop what a parent process opened: a forked worker opens its own files."""
+        if self._process != os.getpid():
+            self._process, self._runs, self._residuals_zip = os.getpid(), None, None
+
     def label(self, index: int) -> np.ndarray:
         """H x W uint8 label map of frame `index` (zeros on a frame without a mask), read-only."""
-        if self._process != os.getpid():  # a forked worker: nothing of the parent's is ours
-            self._process, self._labels_zip = os.getpid(), None
+        self._own_process()
         labels = _LABEL_MAPS.get((self.path, index))
         if labels is None:
             labels = self._read_label(index)
@@ -192,17 +208,100 @@ class PreparedSequence:
         return np.stack([self.label(index) for index in range(self.meta.num_frames)])
 
     def _read_label(self, index: int) -> np.ndarray:
+        shape = (self.meta.height, self.meta.width)
         if index not in self.meta.objects:
-            return np.zeros((self.meta.height, self.meta.width), np.uint8)
+            return np.zeros(shape, np.uint8)
+        if self._runs is None:
+            self._runs = LabelRuns.load(self.path / LABELS_FILE)
+        return self._runs.decode(index, shape, self.path / LABELS_FILE)
+
+    def key_residual(self, key: int) -> np.ndarray:
+        """H x W x 3 int16 BGR accumulated residual of frame `key - 1`, the frame before I-frame
+        `key` (what decoding the GOP before `key` with its motion gives), read-only."""
+        self._own_process()
+        residual = _KEY_RESIDUALS.get((self.path, key))
+        if residual is None:
+            residual = self._read_key_residual(key)
+            residual.flags.writeable = False
+            _KEY_RESIDUALS.put((self.path, key), residual)
+        return residual
+
+    def _read_key_residual(self, key: int) -> np.ndarray:
+        path = self.path / KEY_RESIDUALS_FILE
         try:
-            if self._labels_zip is None:
-                self._labels_zip = np.load(self.path / LABELS_FILE)
-            return self._labels_zip[str(index)]
+            if self._residuals_zip is None:
+                self._residuals_zip = np.load(path)
+            residual = self._residuals_zip[str(key)]
         except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(
-                f"{self.path / LABELS_FILE}: no readable label map for frame {index} ({err}); "
+                f"{path}: no readable residual before I-frame {key} ({err}); "
                 f"delete {self.path} and prepare it again"
             ) from err
+        if residual.shape != (self.meta.height, self.meta.width, 3):
+            raise DataError(
+                f"{path}: the residual before I-frame {key} has shape {residual.shape}, not the "
+                f"frame's {(self.meta.height, self.meta.width, 3)}; delete {self.path} and "
+                "prepare it again"
+            )
+        return residual
+
+
+@dataclass(frozen=True, eq=False)
+class LabelRuns:
+    """The label maps of a sequence, run-length coded: each map's pixels in C order as runs of
+    one label. A 480p DAVIS map is a few hundred runs; decoding one is a `np.repeat`."""
+
+    frames: np.ndarray  # A int64: the annotated frame indices, ascending
+    starts: np.ndarray  # A + 1 int64: frame i's runs are runs[starts[i]:starts[i + 1]]
+    values: np.ndarray  # R uint8: the label of each run
+    lengths: np.ndarray  # R int64: its pixels
+
+    @classmethod
+    def encode(cls, maps: dict[int, np.ndarray]) -> LabelRuns:
+        """The runs of H x W uint8 label maps, by frame index."""
+        frames = sorted(maps)
+        runs = [_runs(maps[frame].ravel()) for frame in frames]
+        counts = [values.size for values, _ in runs]
+        return cls(
+            frames=np.asarray(frames, np.int64),
+            starts=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+            values=np.concatenate([v for v, _ in runs] or [np.empty(0, np.uint8)]),
+            lengths=np.concatenate([n for _, n in runs] or [np.empty(0, np.int64)]),
+        )
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: Path) -> LabelRuns:
+        try:
+            with np.load(path) as stored:
+                return cls(**{f.name: stored[f.name] for f in fields(cls)})
+        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(
+                f"{path}: not readable run-length label maps ({err}); delete {path.parent} "
+                "and prepare it again"
+            ) from err
+
+    def decode(self, frame: int, shape: tuple[int, int], path: Path) -> np.ndarray:
+        """H x W uint8 label map of an annotated frame; `path` names the file in errors."""
+        number = int(np.searchsorted(self.frames, frame))
+        if number == self.frames.size or self.frames[number] != frame:
+            raise DataError(f"{path}: no label map for frame {frame}; delete {path.parent}")
+        first, stop = self.starts[number], self.starts[number + 1]
+        lengths = self.lengths[first:stop]
+        if lengths.sum() != shape[0] * shape[1]:
+            raise DataError(
+                f"{path}: the label map of frame {frame} covers {lengths.sum()} pixels, not "
+                f"{shape[0]} x {shape[1]}; delete {path.parent} and prepare it again"
+            )
+        return np.repeat(self.values[first:stop], lengths).reshape(shape)
+
+
+def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of equal values of a 1-D array: (values, lengths)."""
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    return flat[starts], np.diff(np.append(starts, flat.size)).astype(np.int64)
 
 
 def _read_meta(folder: Path) -> PreparedMeta | None:
@@ -233,7 +332,8 @@ def read_prepared(folder: Path) -> PreparedMeta | None:
     if meta is None:
         return None
     video = folder / video_name(str(meta.settings.get("codec")))
-    return meta if video.is_file() and (folder / LABELS_FILE).is_file() else None
+    files = (video, folder / LABELS_FILE, folder / KEY_RESIDUALS_FILE)
+    return meta if all(path.is_file() for path in files) else None
 
 
 def check_meta(
@@ -322,7 +422,9 @@ def prepare_sequence(
             picture_types = _picture_types(encoded.path, len(frames), sequence)
             if arrays:
                 RepresentationCache(partial / REPRESENTATIONS_DIR).get_or_extract(encoded.path)
-            np.savez_compressed(partial / LABELS_FILE, **{str(i): labels[i] for i in annotated})
+            LabelRuns.encode({i: labels[i] for i in annotated}).save(partial / LABELS_FILE)
+            residuals = key_residuals(encoded.path, height, width)
+            np.savez_compressed(partial / KEY_RESIDUALS_FILE, **residuals)
             meta = PreparedMeta(
                 version=CACHE_VERSION,
                 dataset=dataset,
@@ -338,6 +440,19 @@ def prepare_sequence(
     except OSError:
         if read_prepared(folder) is None:  # another process finishing it first is fine
             raise
+
+
+def key_residuals(video_path: Path, height: int, width: int) -> dict[str, np.ndarray]:
+    """`"<I-frame index>"` -> H x W x 3 int16 accumulated residual of the frame before it, for
+    every I-frame but the first: one decode of the video with its motion."""
+    residuals = {}
+    with CompressedVideo(video_path) as video:
+        starts = set(video.gop_starts)
+        for frame in video:
+            if frame.index + 1 in starts:
+                residual = frame.cropped(height, width).residual_acc
+                residuals[str(frame.index + 1)] = residual.astype(np.int16)
+    return residuals
 
 
 def _remove_partials(folder: Path) -> None:
