@@ -58,7 +58,7 @@ META_FILE = "meta.json"
 LABELS_FILE = "labels.npz"
 KEY_RESIDUALS_FILE = "key_residuals.npz"
 REPRESENTATIONS_DIR = "representations"
-LABEL_CACHE = 64  # label maps a process keeps decoded (a sample reads 4, often the same)
+LABEL_CACHE = 16  # label maps a process keeps decoded (a sample reads 4, often the same)
 KEY_RESIDUAL_CACHE = 4  # key residuals a process keeps decompressed (one per open block)
 
 
