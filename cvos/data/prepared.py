@@ -3,8 +3,8 @@
 Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding
 - the encoded video (`video.m4v`; `video.mp4` for H.264): training and evaluation decode every
   representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~30 KB a 480p frame;
-- `labels.npz`: the label map of each annotated frame, run-length coded (`_encode_runs`): a
-  map decodes in 0.05 ms at 480p where inflating it took 1 ms;
+- `labels.npz`: the label map of each annotated frame, run-length coded (`LabelRuns`): a map
+  decodes in 0.05 ms at 480p where inflating it took 1 ms;
 - `key_residuals.npz`: the accumulated residual of the frame before each I-frame but the first
   (`"<I-frame index>"` -> H x W x 3 int16), compressed: a training sample reads it at its
   I-frame, and it would otherwise cost decoding the whole GOP before, with its motion;

@@ -71,8 +71,7 @@ class GopStream:
     """One GOP decoded forward on demand. Without `frames` it keeps the image of every frame
     passed (a reference asked for later costs no decoding); with `frames`, the current frame,
     the one before it and the I-frame's image (a target's key image), no other: each is 1.2 MB
-    at 480p, and first touching the pages of a worker's open streams cost it about 2 ms of
-    system time a sample over its first 80 samples."""
+    at 480p, and a fresh loader worker pays a page fault for every page it first touches."""
 
     def __init__(self, video: CompressedVideo, gop_index: int, size: tuple[int, int], frames: bool):
         self.size = size  # (height, width) of the sequence: frames are cropped to it
