@@ -15,7 +15,6 @@ from cvos.codec import CompressedVideo, EncodeSettings
 from cvos.data import prepared as prepared_module
 from cvos.data.layouts import list_sequences, read_label_maps
 from cvos.data.prepared import (
-    KEY_RESIDUALS_FILE,
     LABELS_FILE,
     META_FILE,
     REPRESENTATIONS_DIR,
@@ -48,8 +47,7 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
     prepared = open_prepared(cache / sequence.name, sequence, SETTINGS)
     assert prepared.meta.picture_types == "IPPPIPPPIP"
     assert prepared.meta.height == 40 and prepared.meta.width == 72
-    files = sorted(p.name for p in prepared.path.iterdir())
-    assert files == [KEY_RESIDUALS_FILE, LABELS_FILE, META_FILE, "video.m4v"]
+    assert sorted(p.name for p in prepared.path.iterdir()) == [LABELS_FILE, META_FILE, "video.m4v"]
     assert not prepared.has_arrays()
     with CompressedVideo(prepared.video_path) as video:
         assert (video.height, video.width) == (48, 80)  # padded to multiples of 16
@@ -62,10 +60,6 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
     labels = prepared.labels()
     assert labels.shape == (10, 40, 72) and labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, read_label_maps(sequence, 40, 72))
-    for key in (4, 8):  # the residual of the frame before each I-frame but the first
-        np.testing.assert_array_equal(
-            prepared.key_residual(key), prepared.array("residual_acc")[key - 1]
-        )
     np.testing.assert_array_equal(labels[3], prepared.label(3))
     first = prepared.meta.objects[0]
     assert [o.object_id for o in first] == sorted(set(np.unique(labels[0])) - {0})
@@ -178,7 +172,7 @@ def test_a_cache_of_another_format_is_refused_naming_the_folder(
         _prepare(dataset, cache)  # never silently redone or reused
 
 
-def test_unreadable_labels_or_residuals_name_the_file(dataset: Path, tmp_path: Path) -> None:
+def test_unreadable_labels_name_the_file(dataset: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     _prepare(dataset, cache)
     sequence = list_sequences("davis2017", dataset, "train")[0]
@@ -186,8 +180,6 @@ def test_unreadable_labels_or_residuals_name_the_file(dataset: Path, tmp_path: P
     (cache / "seq-0" / LABELS_FILE).write_bytes(b"not a zip")
     with pytest.raises(DataError, match=rf"{cache / 'seq-0' / LABELS_FILE}: not readable"):
         prepared.label(7)
-    with pytest.raises(DataError, match=rf"{KEY_RESIDUALS_FILE}: no readable residual before I-fr"):
-        prepared.key_residual(5)  # not an I-frame
 
 
 def test_bad_input_names_the_file(dataset: Path, tmp_path: Path) -> None:

@@ -257,9 +257,9 @@ class VOSData:
             for sequence in prepared:
                 sequence.representations()  # mapped here, so forked loader workers share it
         else:
-            # each open block reads its target GOP and its reference GOP (the residual before its
-            # I-frame is stored)
-            store = VideoFrames(prepared, open_gops=2 * OPEN_BLOCKS + 2)
+            # each open block reads its target GOP, the GOP before (the residual at its I-frame)
+            # and its reference GOP
+            store = VideoFrames(prepared, open_gops=3 * OPEN_BLOCKS + 2)
         priors = [warped_labels(sequence) for sequence in prepared]
         dataset = TrainDataset(
             prepared, store, self.input_size, self.crop_size, self.augment, priors

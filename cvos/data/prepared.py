@@ -5,9 +5,6 @@ Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding
   representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~30 KB a 480p frame;
 - `labels.npz`: the label map of each annotated frame, run-length coded (`LabelRuns`): a map
   decodes in 0.05 ms at 480p where inflating it took 1 ms;
-- `key_residuals.npz`: the accumulated residual of the frame before each I-frame but the first
-  (`"<I-frame index>"` -> H x W x 3 int16), compressed: a training sample reads it at its
-  I-frame, and it would otherwise cost decoding the whole GOP before, with its motion;
 - `meta.json`: settings, frame names, size, picture types and object statistics;
 - with `arrays=True` only, `representations/`: the codec's `RepresentationCache` of the video,
   every decoded array memory-mapped (~10 MB a 480p frame; the format-1 cache).
@@ -51,24 +48,20 @@ CACHE_VERSION = 3
 FORMATS = {
     1: "every decoded representation as arrays, ~10 MB a 480p frame",
     2: "the encoded video and compressed labels, ~30 KB a 480p frame",
-    3: "the encoded video, run-length labels and the residuals before I-frames, ~90 KB a 480p "
-    "frame",
+    3: "the encoded video and run-length labels, ~30 KB a 480p frame",
 }
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npz"
-KEY_RESIDUALS_FILE = "key_residuals.npz"
 REPRESENTATIONS_DIR = "representations"
 LABEL_CACHE = 16  # label maps a process keeps decoded (a sample reads 4, often the same)
-KEY_RESIDUAL_CACHE = 4  # key residuals a process keeps decompressed (one per open block)
 
 
 class _LabelMaps:
-    """The label maps (or other arrays) this process keeps decoded, of all sequences together
-    (the last `limit` read). Kept per sequence, a loader worker would hold LABEL_CACHE maps of
-    every training sequence it has met: 300 MB for DAVIS's 24 at 480p, each page of it a fault."""
+    """The label maps this process keeps decoded, of all sequences together (the last
+    LABEL_CACHE read). Kept per sequence, a loader worker would hold LABEL_CACHE maps of every
+    training sequence it has met: 300 MB for DAVIS's 24 at 480p, each page of it a fault."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit  # None: LABEL_CACHE, read when a map is put
+    def __init__(self) -> None:
         self._process = os.getpid()
         self._maps: OrderedDict[tuple[Path, int], np.ndarray] = OrderedDict()
 
@@ -82,12 +75,11 @@ class _LabelMaps:
 
     def put(self, key: tuple[Path, int], labels: np.ndarray) -> None:
         self._maps[key] = labels
-        while len(self._maps) > (LABEL_CACHE if self.limit is None else self.limit):
+        while len(self._maps) > LABEL_CACHE:
             self._maps.popitem(last=False)
 
 
 _LABEL_MAPS = _LabelMaps()
-_KEY_RESIDUALS = _LabelMaps(KEY_RESIDUAL_CACHE)
 
 
 @dataclass(frozen=True)
@@ -164,11 +156,9 @@ class PreparedSequence:
         self._representations: CachedRepresentations | None = None
         self._process = os.getpid()
         self._runs: LabelRuns | None = None
-        self._residuals_zip: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        closed = {"_runs": None, "_residuals_zip": None, "_process": None}
-        return {**self.__dict__, "_representations": None, **closed}
+        return {**self.__dict__, "_representations": None, "_runs": None, "_process": None}
 
     def representations(self) -> CachedRepresentations:
         """The codec's arrays of every frame (coded size), memory-mapped; extracted from the
@@ -188,14 +178,10 @@ class PreparedSequence:
         T x H x W x C read-only memory map, cropped back to the frame size."""
         return getattr(self.representations(), name)[:, : self.meta.height, : self.meta.width]
 
-    def _own_process(self) -> None:
-        """Drop what a parent process opened: a forked worker opens its own files."""
-        if self._process != os.getpid():
-            self._process, self._runs, self._residuals_zip = os.getpid(), None, None
-
     def label(self, index: int) -> np.ndarray:
         """H x W uint8 label map of frame `index` (zeros on a frame without a mask), read-only."""
-        self._own_process()
+        if self._process != os.getpid():  # a forked worker: nothing of the parent's is ours
+            self._process, self._runs = os.getpid(), None
         labels = _LABEL_MAPS.get((self.path, index))
         if labels is None:
             labels = self._read_label(index)
@@ -214,36 +200,6 @@ class PreparedSequence:
         if self._runs is None:
             self._runs = LabelRuns.load(self.path / LABELS_FILE)
         return self._runs.decode(index, shape, self.path / LABELS_FILE)
-
-    def key_residual(self, key: int) -> np.ndarray:
-        """H x W x 3 int16 BGR accumulated residual of frame `key - 1`, the frame before I-frame
-        `key` (what decoding the GOP before `key` with its motion gives), read-only."""
-        self._own_process()
-        residual = _KEY_RESIDUALS.get((self.path, key))
-        if residual is None:
-            residual = self._read_key_residual(key)
-            residual.flags.writeable = False
-            _KEY_RESIDUALS.put((self.path, key), residual)
-        return residual
-
-    def _read_key_residual(self, key: int) -> np.ndarray:
-        path = self.path / KEY_RESIDUALS_FILE
-        try:
-            if self._residuals_zip is None:
-                self._residuals_zip = np.load(path)
-            residual = self._residuals_zip[str(key)]
-        except (KeyError, OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise DataError(
-                f"{path}: no readable residual before I-frame {key} ({err}); "
-                f"delete {self.path} and prepare it again"
-            ) from err
-        if residual.shape != (self.meta.height, self.meta.width, 3):
-            raise DataError(
-                f"{path}: the residual before I-frame {key} has shape {residual.shape}, not the "
-                f"frame's {(self.meta.height, self.meta.width, 3)}; delete {self.path} and "
-                "prepare it again"
-            )
-        return residual
 
 
 @dataclass(frozen=True, eq=False)
@@ -332,8 +288,7 @@ def read_prepared(folder: Path) -> PreparedMeta | None:
     if meta is None:
         return None
     video = folder / video_name(str(meta.settings.get("codec")))
-    files = (video, folder / LABELS_FILE, folder / KEY_RESIDUALS_FILE)
-    return meta if all(path.is_file() for path in files) else None
+    return meta if video.is_file() and (folder / LABELS_FILE).is_file() else None
 
 
 def check_meta(
@@ -423,8 +378,6 @@ def prepare_sequence(
             if arrays:
                 RepresentationCache(partial / REPRESENTATIONS_DIR).get_or_extract(encoded.path)
             LabelRuns.encode({i: labels[i] for i in annotated}).save(partial / LABELS_FILE)
-            residuals = key_residuals(encoded.path, height, width)
-            np.savez_compressed(partial / KEY_RESIDUALS_FILE, **residuals)
             meta = PreparedMeta(
                 version=CACHE_VERSION,
                 dataset=dataset,
@@ -440,19 +393,6 @@ def prepare_sequence(
     except OSError:
         if read_prepared(folder) is None:  # another process finishing it first is fine
             raise
-
-
-def key_residuals(video_path: Path, height: int, width: int) -> dict[str, np.ndarray]:
-    """`"<I-frame index>"` -> H x W x 3 int16 accumulated residual of the frame before it, for
-    every I-frame but the first: one decode of the video with its motion."""
-    residuals = {}
-    with CompressedVideo(video_path) as video:
-        starts = set(video.gop_starts)
-        for frame in video:
-            if frame.index + 1 in starts:
-                residual = frame.cropped(height, width).residual_acc
-                residuals[str(frame.index + 1)] = residual.astype(np.int16)
-    return residuals
 
 
 def _remove_partials(folder: Path) -> None:

@@ -25,7 +25,6 @@ from torch import Tensor
 from torch.multiprocessing import get_sharing_strategy
 from torch.utils.data import Dataset, get_worker_info
 
-from cvos.codec import CompressedFrame
 from cvos.codec.motion import warp_labels
 from cvos.data.prepared import PreparedSequence
 from cvos.data.priors import WarpedLabels
@@ -200,14 +199,6 @@ class Picture:
     bgr: np.ndarray  # H x W x 3 uint8
 
 
-@dataclass(frozen=True)
-class Residual:
-    """A frame's accumulated residual alone: what `frame_inputs(r, affine, ("residual_acc",))`
-    reads (the frame before an I-frame, stored when its video was prepared)."""
-
-    residual_acc: np.ndarray  # H x W x 3 integer BGR
-
-
 class TrainDataset(Dataset):
     """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per `SampleKey`.
 
@@ -340,23 +331,15 @@ class TrainDataset(Dataset):
         key = (name, sequence, index, affine.matrix.tobytes(), affine.offset.tobytes())
         value = self._shared.pop(key, None)
         if value is None:
-            frame = self._coded(name, sequence, index)
+            if name == "image":  # a decoded image alone (a target's I-frame: after its target)
+                frame = Picture(self.frames.image(sequence, index))
+            else:
+                frame = self.frames.frame(sequence, index)
             value = getattr(frame_inputs(frame, affine, (name,)), name)  # type: ignore[arg-type]
         self._shared[key] = value  # the most recent
         while len(self._shared) > SHARED_INPUTS:
             self._shared.popitem(last=False)
         return value.clone()
-
-    def _coded(self, name: str, sequence: int, index: int) -> Picture | Residual | CompressedFrame:
-        """What `frame_inputs` reads for the "image" or "residual_acc" of a frame, at least cost:
-        a decoded image alone (a target's I-frame: after its target), the stored residual before
-        an I-frame, or the decoded frame."""
-        if name == "image":
-            return Picture(self.frames.image(sequence, index))
-        types = self.sequences[sequence].meta.picture_types
-        if index + 1 < len(types) and types[index + 1] == "I":
-            return Residual(self.frames.key_residual(sequence, index + 1))
-        return self.frames.frame(sequence, index)
 
     def _key_priors(self, candidate: Candidate, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """The key's true label map and a drifted one (mask_warp from an earlier I-frame's

@@ -1,16 +1,15 @@
 """Where a training sample's frames come from: the prepared video itself, or stored arrays.
 
 Both give the same bytes (`tests/test_data_sources.py`): the codec's own `CompressedFrame`
-of a target, the BGR image of an I-frame or a reference, cropped to the frame size, and the
-accumulated residual of the frame before an I-frame (stored when the video is prepared).
+of a target and the BGR image of an I-frame or a reference, cropped to the frame size.
 
 `VideoFrames` decodes GOP by GOP with the single-pass reader, seeking to each GOP's I-frame.
 It keeps a few GOP streams open per process and moves through each one forward only, so a run
 of samples from the same GOPs in ascending target order (what `cvos.data.sampling` plans for
 each loader worker) decodes every frame once; any other order is still right, only slower.
 A stream also keeps the frame before its current one (a pseudo I-frame reads its target and the
-frame before it), and a GOP may have several streams (two interleaved blocks of one GOP), so
-neither restarts a decode.
+frame before it), and a GOP may have several streams (two interleaved blocks of one GOP, or a
+block's GOP that is also the GOP before another block's I-frame), so neither restarts a decode.
 """
 
 from __future__ import annotations
@@ -36,10 +35,6 @@ class FrameStore(Protocol):
         """H x W x 3 uint8 BGR image of one frame (an I-frame or a reference)."""
         ...
 
-    def key_residual(self, sequence: int, key: int) -> np.ndarray:
-        """H x W x 3 integer BGR `residual_acc` of frame `key - 1`, before I-frame `key`."""
-        ...
-
 
 def stored_frame(prepared: PreparedSequence, index: int) -> CompressedFrame:
     """Frame `index` of a prepared sequence from its stored arrays (memory-mapped views)."""
@@ -62,9 +57,6 @@ class ArrayFrames:
 
     def image(self, sequence: int, index: int) -> np.ndarray:
         return self.sequences[sequence].array("bgr")[index]
-
-    def key_residual(self, sequence: int, key: int) -> np.ndarray:
-        return self.sequences[sequence].array("residual_acc")[key - 1]
 
 
 class GopStream:
@@ -159,11 +151,6 @@ class VideoFrames:
             if position < len(stream.images):  # e.g. a target's I-frame
                 return stream.images[position]
         return self._stream(sequence, index, "images").image(position)
-
-    def key_residual(self, sequence: int, key: int) -> np.ndarray:
-        """Stored when the sequence was prepared: decoding it would take the GOP before `key`,
-        with its motion (`PreparedSequence.key_residual`)."""
-        return self.sequences[sequence].key_residual(key)
 
     def _open(self) -> OrderedDict[tuple[int, int, str, int], GopStream]:
         """This process's open streams (a forked worker starts with none of its parent's),
