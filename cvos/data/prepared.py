@@ -2,7 +2,7 @@
 
 Layout: `<cache_dir>/prepared/<dataset>/<codec>-gop<G>-q<Q>/<sequence>/` holding
 - the encoded video (`video.m4v`; `video.mp4` for H.264): training and evaluation decode every
-  representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~30 KB a 480p frame;
+  representation from it, GOP by GOP (`cvos.data.sources.VideoFrames`), ~24 KB a 480p frame;
 - `labels.npz`: the label map of each annotated frame, run-length coded (`LabelRuns`): a map
   decodes in 0.05 ms at 480p where inflating it took 1 ms;
 - `meta.json`: settings, frame names, size, picture types and object statistics;
@@ -48,7 +48,7 @@ CACHE_VERSION = 3
 FORMATS = {
     1: "every decoded representation as arrays, ~10 MB a 480p frame",
     2: "the encoded video and compressed labels, ~30 KB a 480p frame",
-    3: "the encoded video and run-length labels, ~30 KB a 480p frame",
+    3: "the encoded video and run-length labels, ~26 KB a 480p frame",
 }
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npz"
