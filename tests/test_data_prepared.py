@@ -13,7 +13,7 @@ from data_fixtures import tiny_videos, write_davis2017
 
 from cvos.codec import CompressedVideo, EncodeSettings
 from cvos.data import prepared as prepared_module
-from cvos.data.layouts import list_sequences
+from cvos.data.layouts import list_sequences, read_label_maps
 from cvos.data.prepared import (
     LABELS_FILE,
     META_FILE,
@@ -59,6 +59,7 @@ def test_round_trip_matches_the_codec_and_the_masks(dataset: Path, tmp_path: Pat
     assert prepared.has_arrays()  # extracted on first use
     labels = prepared.labels()
     assert labels.shape == (10, 40, 72) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, read_label_maps(sequence, 40, 72))
     np.testing.assert_array_equal(labels[3], prepared.label(3))
     first = prepared.meta.objects[0]
     assert [o.object_id for o in first] == sorted(set(np.unique(labels[0])) - {0})
@@ -161,14 +162,24 @@ def test_a_cache_of_another_format_is_refused_naming_the_folder(
     cache = tmp_path / "cache"
     _prepare(dataset, cache)
     meta = cache / "seq-0" / META_FILE
-    meta.write_text(meta.read_text().replace('"version": 2', '"version": 1'))
+    meta.write_text(meta.read_text().replace('"version": 3', '"version": 2'))
     sequence = list_sequences("davis2017", dataset, "train")[0]
-    expected = rf"{cache / 'seq-0'}: prepared in cache format 1 \(every decoded representation"
+    expected = rf"{cache / 'seq-0'}: prepared in cache format 2 \(the encoded video and"
     with pytest.raises(DataError, match=expected) as caught:
         open_prepared(cache / "seq-0", sequence, SETTINGS)
     assert f"Delete {cache} and run `python -m cvos.prepare` again" in str(caught.value)
-    with pytest.raises(DataError, match="cache format 1"):
+    with pytest.raises(DataError, match="cache format 2"):
         _prepare(dataset, cache)  # never silently redone or reused
+
+
+def test_unreadable_labels_name_the_file(dataset: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _prepare(dataset, cache)
+    sequence = list_sequences("davis2017", dataset, "train")[0]
+    prepared = open_prepared(cache / "seq-0", sequence, SETTINGS)
+    (cache / "seq-0" / LABELS_FILE).write_bytes(b"not a zip")
+    with pytest.raises(DataError, match=rf"{cache / 'seq-0' / LABELS_FILE}: not readable"):
+        prepared.label(7)
 
 
 def test_bad_input_names_the_file(dataset: Path, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ class VOSData:
     `root=None` with a `synthetic` spec generates the synthetic dataset into `cache_dir` on
     first use. Prepared data lives in `cache_dir/prepared/<name>/<codec>-gop<G>-q<Q>/`, so
     every codec configuration has its own cache (`<name>-<spec key>` for the synthetic set).
-    `frames="video"` decodes every sample from the prepared video (~30 KB a 480p frame);
+    `frames="video"` decodes every sample from the prepared video (~26 KB a 480p frame);
     `frames="arrays"` also stores every decoded representation (~10 MB a frame) and reads those.
     """
 
