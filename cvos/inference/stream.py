@@ -75,9 +75,11 @@ def stream(
 ) -> Iterator[tuple[CompressedFrame, FrameOutput]]:
     """Segment `frames` in decode order; objects start on the frames `first_masks` names
     (position in the stream -> H x W labels of the objects starting there). A thread samples
-    each frame's network inputs while the network runs on the frame before. What the caller
-    does with each output (writing, scoring) is not timed."""
-    ahead = read_ahead(_with_inputs(propagator, frames, timing))
+    each frame's network inputs while the network runs on the frame before (a propagator without
+    a network samples none and needs no thread). What the caller does with each output
+    (writing, scoring) is not timed."""
+    pairs = _with_inputs(propagator, frames, timing)
+    ahead = pairs if propagator.net is None else read_ahead(pairs)  # nothing to sample ahead
     position = 0
     while True:
         start, cpu = time.perf_counter(), time.process_time()
