@@ -32,9 +32,11 @@ SCORES = {  # metrics.json key -> what validation logs
 
 
 def _score(scores: dict[str, float], name: str) -> float | None:
-    """A logged score; None for frame timings a split cannot measure (no I-frame past the
-    first, no P-frame)."""
-    return float(scores[name]) if name in scores else None
+    """A logged score; None for a frame timing a split cannot measure (no I-frame past the
+    first, no P-frame), which validation then does not log."""
+    if name not in scores and name in (SCORES["ms_per_iframe"], SCORES["ms_per_pframe"]):
+        return None
+    return float(scores[name])
 
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[pl.Callback]:

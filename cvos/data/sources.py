@@ -147,7 +147,7 @@ class VideoFrames:
     def image(self, sequence: int, index: int) -> np.ndarray:
         meta = self.sequences[sequence].meta
         position = index - meta.key_index(index)
-        for stream in self._of_gop(sequence, meta.gop_index(index), "frames"):
+        for _, stream in self._of_gop(sequence, meta.gop_index(index), "frames"):
             if position < len(stream.images):  # e.g. a target's I-frame
                 return stream.images[position]
         return self._stream(sequence, index, "images").image(position)
@@ -159,8 +159,11 @@ class VideoFrames:
             self._reset()
         return self._streams
 
-    def _of_gop(self, sequence: int, gop: int, role: str) -> list[GopStream]:
-        return [s for k, s in self._open().items() if k[:3] == (sequence, gop, role)]
+    def _of_gop(
+        self, sequence: int, gop: int, role: str
+    ) -> list[tuple[tuple[int, int, str, int], GopStream]]:
+        """The open streams of one GOP for `role`, with their keys."""
+        return [(k, s) for k, s in self._open().items() if k[:3] == (sequence, gop, role)]
 
     def _stream(self, sequence: int, index: int, role: str) -> GopStream:
         """The open stream of `index`'s GOP for `role` nearest before `index` (images: any),
@@ -170,8 +173,8 @@ class VideoFrames:
         gop, position = meta.gop_index(index), index - meta.key_index(index)
         usable = [
             (stream.decoded, key)
-            for key, stream in streams.items()
-            if key[:3] == (sequence, gop, role) and stream.reaches(position)
+            for key, stream in self._of_gop(sequence, gop, role)
+            if stream.reaches(position)
         ]
         if usable:
             key = max(usable)[1]
