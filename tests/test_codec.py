@@ -22,6 +22,7 @@ from cvos.codec import (
     EncodedVideo,
     EncodeSettings,
     EncodeSettingsError,
+    Picture,
     PictureType,
     RepresentationCache,
     encode_video,
@@ -29,6 +30,7 @@ from cvos.codec import (
     load,
 )
 from cvos.codec.readahead import read_ahead
+from cvos.codec.reader import BGRConverter
 from cvos.codec.synthetic import SyntheticVideo, moving_square_video
 from cvos.errors import CodecError, CodecIndexError, ConfigError
 
@@ -309,7 +311,8 @@ def test_the_residual_at_pixels_refuses_sources_and_pixels_outside_the_frame() -
     mv_acc[2, 0] = (1, 0)  # source x = -1
 
     def frame() -> CompressedFrame:  # a fresh one: a frame asked twice computes in full
-        return CompressedFrame(3, 0, 3, PictureType.P, image, mv_acc, mv_acc, image, image)
+        own = Picture.of(image)
+        return CompressedFrame(3, 0, 3, PictureType.P, image, mv_acc, mv_acc, own, image)
 
     axis = np.arange(8, dtype=np.int32)
     assert not frame().residual_acc_at(axis[3:], axis).any()  # row 2 not read: nothing refused
@@ -561,3 +564,26 @@ def test_closing_read_ahead_early_stops_its_thread() -> None:
     items.close()
     assert not any(thread.name == "cvos-read-ahead" for thread in threading.enumerate())
     assert len(produced) <= 3 + 2 + 2  # consumed + buffered + one in flight, then it stopped
+
+
+def test_gop_steps_convert_only_the_images_of_the_frames_read(
+    square_m4v: EncodedVideo, square_frames: list[CompressedFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converted = []
+    convert = BGRConverter.__call__
+
+    def counting(self: BGRConverter, decoded: av.VideoFrame) -> np.ndarray:
+        converted.append(decoded)
+        return convert(self, decoded)
+
+    monkeypatch.setattr(BGRConverter, "__call__", counting)
+    with CompressedVideo(square_m4v.path) as video:
+        steps = list(video.gop_steps(0))
+    assert len(steps) == 12 and not converted  # every frame decoded, its motion traced
+    frame, expected = steps[5].frame, square_frames[5]
+    assert steps[5].frame is frame and len(converted) == 2  # the frame and its I-frame
+    for name in ("bgr", "mv", "mv_acc", "residual_acc"):
+        np.testing.assert_array_equal(getattr(frame, name), getattr(expected, name))
+    assert len(converted) == 2
+    np.testing.assert_array_equal(frame.residual, expected.residual)  # reads the frame before
+    assert len(converted) == 3

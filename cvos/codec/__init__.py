@@ -47,16 +47,18 @@ file's bytes and of the extraction format, written atomically, memory-mapped on 
 from cvos.codec.cache import CachedRepresentations, RepresentationCache
 from cvos.codec.canonical import canonical_video, is_canonical
 from cvos.codec.coviar import get_num_frames, load
-from cvos.codec.reader import CompressedFrame, CompressedVideo, PictureType
+from cvos.codec.reader import CompressedFrame, CompressedVideo, DecodedStep, Picture, PictureType
 from cvos.codec.writer import EncodedVideo, EncodeSettings, EncodeSettingsError, encode_video
 
 __all__ = [
     "CachedRepresentations",
     "CompressedFrame",
     "CompressedVideo",
+    "DecodedStep",
     "EncodeSettings",
     "EncodeSettingsError",
     "EncodedVideo",
+    "Picture",
     "PictureType",
     "RepresentationCache",
     "canonical_video",

@@ -11,6 +11,9 @@ builds its image and motion vectors (plain and accumulated) while the caller wor
 on the current one. The residuals, which many callers do not need, are computed on
 first access, on the caller's thread. The per-pixel loops are compiled
 (`cvos.codec.motion`) and release the GIL, so the two threads run in parallel.
+`gop_steps` decodes without a thread and converts a frame's image only when the caller
+materialises that frame: a training stream passes over most frames of a GOP (their motion still
+feeds the accumulation) and never needs their images.
 """
 
 from __future__ import annotations
@@ -49,6 +52,32 @@ class PictureType(str, Enum):
     P = "P"
 
 
+class Picture:
+    """A decoded picture whose BGR image is converted on first use (~0.2 ms at 480p), then kept.
+
+    Holding the decoded frame keeps its buffer from the decoder's pool, which hands out another.
+    """
+
+    def __init__(self, decoded: av.VideoFrame | None, convert: BGRConverter | None) -> None:
+        self._decoded, self._convert = decoded, convert
+        self._bgr: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, bgr: np.ndarray) -> Picture:
+        """A picture whose image is at hand already."""
+        picture = cls(None, None)
+        picture._bgr = bgr
+        return picture
+
+    @property
+    def bgr(self) -> np.ndarray:
+        """H x W x 3 uint8 BGR at the coded size."""
+        if self._bgr is None:
+            self._bgr = self._convert(self._decoded)
+            self._decoded = self._convert = None  # the decoder's buffer goes back to its pool
+        return self._bgr
+
+
 @dataclass(eq=False)
 class CompressedFrame:
     """One decoded frame with its compressed-domain representations (coviar conventions).
@@ -63,7 +92,7 @@ class CompressedFrame:
     bgr: np.ndarray  # H x W x 3 uint8, FFmpeg's bgr24 conversion, coded (padded) size
     mv: np.ndarray  # H x W x 2 int32, (dx, dy) = dst - src relative to the previous frame
     mv_acc: np.ndarray  # H x W x 2 int32, total displacement back to the GOP's I-frame
-    previous_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv`
+    reference: Picture = field(repr=False)  # the previous frame, the reference of `mv`
     iframe_bgr: np.ndarray = field(repr=False)  # H x W x 3 uint8, the reference of `mv_acc`
     _sampled_residual: bool = field(default=False, init=False, repr=False)  # residual_acc_at
 
@@ -81,7 +110,8 @@ class CompressedFrame:
         residual_acc: np.ndarray,
     ) -> CompressedFrame:
         """A frame from representations computed earlier (a cache entry, a crop of a frame)."""
-        frame = cls(index, gop_index, gop_position, picture_type, bgr, mv, mv_acc, bgr, bgr)
+        own = Picture.of(bgr)
+        frame = cls(index, gop_index, gop_position, picture_type, bgr, mv, mv_acc, own, bgr)
         # Fill the cached properties: the reference images are then never read.
         frame.__dict__.update(residual=residual, residual_acc=residual_acc)
         return frame
@@ -97,7 +127,7 @@ class CompressedFrame:
         crop = (slice(0, height), slice(0, width))
         position = (self.index, self.gop_index, self.gop_position, self.picture_type)
         arrays = (self.bgr[crop], self.mv[crop], self.mv_acc[crop])
-        return _CroppedFrame(*position, *arrays, self.previous_bgr, self.iframe_bgr, self, crop)
+        return _CroppedFrame(*position, *arrays, self.reference, self.iframe_bgr, self, crop)
 
     @property
     def rgb(self) -> np.ndarray:
@@ -107,7 +137,7 @@ class CompressedFrame:
     @cached_property
     def residual(self) -> np.ndarray:
         """H x W x 3 int32 BGR: `cur[y, x] - prev[y - dy, x - dx]`."""
-        return subtract_warped(self.bgr, self.previous_bgr, self.mv)
+        return subtract_warped(self.bgr, self.reference.bgr, self.mv)
 
     @cached_property
     def residual_acc(self) -> np.ndarray:
@@ -154,6 +184,28 @@ class _CroppedFrame(CompressedFrame):
         if "residual_acc" in self.__dict__:
             return None
         return self.uncropped.residual_acc_at(rows, cols)  # the crop keeps pixel indices
+
+
+@dataclass(eq=False)
+class DecodedStep:
+    """One decoded frame of a GOP with its motion (plain and accumulated), its image not yet
+    converted: `frame` materialises it as a `CompressedFrame`, converting the image then."""
+
+    index: int
+    gop_index: int
+    gop_position: int
+    picture_type: PictureType
+    picture: Picture
+    mv: np.ndarray  # H x W x 2 int32
+    mv_acc: np.ndarray  # H x W x 2 int32
+    reference: Picture = field(repr=False)  # the previous frame's (its own at the I-frame)
+    iframe: Picture = field(repr=False)
+
+    @cached_property
+    def frame(self) -> CompressedFrame:
+        position = (self.index, self.gop_index, self.gop_position, self.picture_type)
+        bgr, iframe_bgr = self.picture.bgr, self.iframe.bgr
+        return CompressedFrame(*position, bgr, self.mv, self.mv_acc, self.reference, iframe_bgr)
 
 
 class BGRConverter:
@@ -231,24 +283,25 @@ class CompressedVideo:
         self._check_gop(gop_index)
         return list(self._frames(*self._packets.gop_span(gop_index)))
 
-    def gop_frames(self, gop_index: int) -> Iterator[CompressedFrame]:
-        """The frames of one GOP, each decoded when the caller asks for it (no read-ahead).
+    def gop_steps(self, gop_index: int) -> Iterator[DecodedStep]:
+        """The frames of one GOP as decoding steps, each decoded when the caller asks for it (no
+        read-ahead); a step's image is converted only if its `frame` is read.
 
-        For callers that stop early or keep several GOPs open at once (training samples):
-        nothing past the last frame asked for is decoded.
+        For callers that stop early, pass over frames or keep several GOPs open at once
+        (training samples): nothing past the last step asked for is decoded.
         """
         self._check_gop(gop_index)
-        return self._build_frames(*self._packets.gop_span(gop_index))
+        return self._steps(*self._packets.gop_span(gop_index))
 
-    def gop_images(self, gop_index: int) -> Iterator[np.ndarray]:
-        """The BGR image (coded size) of each frame of one GOP, decoded when asked for, without
-        motion vectors or residuals: `frame.bgr` of the same frames, at the cost of a decode."""
+    def gop_pictures(self, gop_index: int) -> Iterator[Picture]:
+        """The picture of each frame of one GOP, decoded when asked for, without motion vectors
+        or residuals: `frame.bgr` of the same frames once converted, at the cost of a decode."""
         self._check_gop(gop_index)
         first, stop = self._packets.gop_span(gop_index)
         to_bgr = BGRConverter()
         for index, decoded in zip(range(first, stop), self._decode(first, stop), strict=True):
             self._picture_type(index, decoded)
-            yield to_bgr(decoded)
+            yield Picture(decoded, to_bgr)
 
     def frame(self, gop_index: int, gop_position: int) -> CompressedFrame:
         """One frame, decoding its GOP from the I-frame up to it (what coviar does per call)."""
@@ -306,23 +359,28 @@ class CompressedVideo:
 
     def _build_frames(self, first: int, stop: int) -> Iterator[CompressedFrame]:
         """The background thread's work: decode, convert, paint and accumulate each frame."""
+        for step in self._steps(first, stop):
+            yield step.frame
+
+    def _steps(self, first: int, stop: int) -> Iterator[DecodedStep]:
+        """Decode each frame and trace its motion; images are converted when asked for."""
         to_bgr, previous = BGRConverter(), None
         for index, decoded in zip(range(first, stop), self._decode(first, stop), strict=True):
             picture_type = self._picture_type(index, decoded)
             gop_index = self._packets.gop_of(index)
             position = (index, gop_index, index - int(self._packets.gop_starts[gop_index]))
-            bgr = to_bgr(decoded)
+            picture = Picture(decoded, to_bgr)
             if picture_type is PictureType.I:
-                mv, mv_acc = np.zeros((2, *bgr.shape[:2], 2), np.int32)
-                frame = CompressedFrame(*position, picture_type, bgr, mv, mv_acc, bgr, bgr)
+                mv, mv_acc = np.zeros((2, decoded.height, decoded.width, 2), np.int32)
+                step = DecodedStep(*position, picture_type, picture, mv, mv_acc, picture, picture)
             else:
-                mv = paint_motion(_motion_records(decoded), *bgr.shape[:2])
+                mv = paint_motion(_motion_records(decoded), decoded.height, decoded.width)
                 mv_acc = accumulate_motion(mv, previous.mv_acc)
-                frame = CompressedFrame(
-                    *position, picture_type, bgr, mv, mv_acc, previous.bgr, previous.iframe_bgr
+                step = DecodedStep(
+                    *position, picture_type, picture, mv, mv_acc, previous.picture, previous.iframe
                 )
-            yield frame
-            previous = frame
+            yield step
+            previous = step
 
     def _picture_type(self, index: int, decoded: av.VideoFrame) -> PictureType:
         """Check the decoded picture against the packet index and what we support."""

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cvos.codec import CompressedFrame, CompressedVideo, PictureType
+from cvos.codec import CompressedFrame, CompressedVideo, DecodedStep, Picture, PictureType
 from cvos.data.prepared import PreparedSequence
 
 
@@ -60,52 +60,62 @@ class ArrayFrames:
 
 
 class GopStream:
-    """One GOP decoded forward on demand. Without `frames` it keeps the image of every frame
-    passed (a reference asked for later costs no decoding); with `frames`, the current frame,
-    the one before it and the I-frame's image (a target's key image), no other: each is 1.2 MB
-    at 480p, and a fresh loader worker pays a page fault for every page it first touches."""
+    """One GOP decoded forward on demand. Without `frames` it keeps the picture of every frame
+    passed (a reference asked for later costs no decoding, and only the images asked for are
+    converted); with `frames`, the current decoding step, the one before it and the I-frame's
+    picture (a target's key image), no other. A frames stream converts the image of a frame it
+    serves alone: most frames it passes over only feed the motion's accumulation."""
 
     def __init__(self, video: CompressedVideo, gop_index: int, size: tuple[int, int], frames: bool):
         self.size = size  # (height, width) of the sequence: frames are cropped to it
-        self._frames = video.gop_frames(gop_index) if frames else None
-        self._images = None if frames else video.gop_images(gop_index)
-        self.previous: CompressedFrame | None = None
-        self.current: CompressedFrame | None = None
+        self._steps = video.gop_steps(gop_index) if frames else None
+        self._pictures = None if frames else video.gop_pictures(gop_index)
+        self.previous: DecodedStep | None = None
+        self.current: DecodedStep | None = None
         self.decoded = 0  # frames decoded so far
-        self.images: list[np.ndarray] = []  # H x W x 3 BGR of the frames kept, from the I-frame
+        self.pictures: list[Picture] = []  # of the frames kept, from the I-frame
+        self._served: dict[int, CompressedFrame] = {}  # cropped frames of current and previous
 
     def _advance_to(self, position: int) -> None:
-        height, width = self.size
         while self.decoded <= position:
-            if self._frames is not None:
-                self.previous = self.current
-                self.current = next(self._frames).cropped(height, width)
+            if self._steps is not None:
+                self.previous, self.current = self.current, next(self._steps)
                 if self.decoded == 0:
-                    self.images.append(self.current.bgr)
+                    self.pictures.append(self.current.picture)
+                self._served.pop(self.decoded - 2, None)
             else:
-                self.images.append(next(self._images)[:height, :width])
+                self.pictures.append(next(self._pictures))
             self.decoded += 1
 
     def reaches(self, position: int) -> bool:
         """Whether this stream serves `position` without a new decode: any image it has or will
         have; a frame that is the current one, the one before it, or ahead."""
-        return self._frames is None or position >= self.decoded - 2
+        return self._pictures is not None or position >= self.decoded - 2
 
     def frame(self, position: int) -> CompressedFrame:
         self._advance_to(position)
-        for frame in (self.current, self.previous):
-            if frame is not None and frame.gop_position == position:
-                return frame
+        served = self._served.get(position)
+        if served is not None:
+            return served
+        for step in (self.current, self.previous):
+            if step is not None and step.gop_position == position:
+                self._served[position] = step.frame.cropped(*self.size)
+                return self._served[position]
         raise AssertionError(f"GOP position {position} was passed")
+
+    def has_image(self, position: int) -> bool:
+        """Whether the picture of `position` is kept (a frames stream keeps its I-frame's)."""
+        return position < len(self.pictures)
 
     def image(self, position: int) -> np.ndarray:
         """The image of a frame of an images stream, or of a frames stream's I-frame."""
         self._advance_to(position)
-        return self.images[position]
+        height, width = self.size
+        return self.pictures[position].bgr[:height, :width]
 
     def close(self) -> None:
         """Stop decoding (the iterators are generators that hold the file open)."""
-        for iterator in (self._frames, self._images):
+        for iterator in (self._steps, self._pictures):
             if iterator is not None:
                 iterator.close()
 
@@ -115,7 +125,7 @@ class VideoFrames:
 
     Targets and images come from separate streams (keyed by role), so a reference further into
     a target's GOP never pushes that GOP's stream past the next target, and a reference GOP is
-    only decoded, not traced for motion (`CompressedVideo.gop_images`).
+    only decoded, not traced for motion (`CompressedVideo.gop_pictures`).
 
     Every video's packets are indexed here, once: forked loader workers inherit the index
     (decoding opens the file anew each time) instead of demuxing each video again (~9 ms a
@@ -148,8 +158,8 @@ class VideoFrames:
         meta = self.sequences[sequence].meta
         position = index - meta.key_index(index)
         for _, stream in self._of_gop(sequence, meta.gop_index(index), "frames"):
-            if position < len(stream.images):  # e.g. a target's I-frame
-                return stream.images[position]
+            if stream.has_image(position):  # e.g. a target's I-frame
+                return stream.image(position)
         return self._stream(sequence, index, "images").image(position)
 
     def _open(self) -> OrderedDict[tuple[int, int, str, int], GopStream]:
