@@ -55,6 +55,40 @@ void paint_motion(const int32_t *restrict records, int64_t count, int64_t height
     }
 }
 
+/*
+ * acc[p] = d[p] + previous[p - d[p]], d = the painting of `records` above (coviar's traced
+ * source map: the displacement back to the I-frame through the previous frame), without
+ * painting d: `accumulated` starts as `previous` (d = 0 where no moving block paints), then
+ * each moving block, in record order, writes d + previous[p - d] over the pixels it would
+ * paint (a later block overwrites an earlier one, as in the painting). Sources are inside the
+ * frame by the painting's clipping. One copy and the moving blocks: most frames a training
+ * stream decodes feed the accumulation alone, and their plain vectors are never painted.
+ */
+void accumulate_records(const int32_t *restrict records, int64_t count, int64_t height,
+                        int64_t width, const int32_t *restrict previous,
+                        int32_t *restrict accumulated)
+{
+    memcpy(accumulated, previous, sizeof(int32_t) * 2 * (size_t)(height * width));
+    for (int64_t i = 0; i < count; i++) {
+        const int32_t *r = records + 6 * i;
+        const int32_t dx = r[4] - r[2], dy = r[5] - r[3];
+        if (dx == 0 && dy == 0)
+            continue;
+        const int64_t x0 = max3(r[4] - r[0] / 2, 0, dx);
+        const int64_t x1 = min3(r[4] + r[0] / 2, width, width + dx);
+        const int64_t y0 = max3(r[5] - r[1] / 2, 0, dy);
+        const int64_t y1 = min3(r[5] + r[1] / 2, height, height + dy);
+        for (int64_t y = y0; y < y1; y++) {
+            const int32_t *source = previous + 2 * ((y - dy) * width - dx);
+            int32_t *row = accumulated + 2 * (y * width);
+            for (int64_t x = x0; x < x1; x++) {
+                row[2 * x] = dx + source[2 * x];
+                row[2 * x + 1] = dy + source[2 * x + 1];
+            }
+        }
+    }
+}
+
 /* The (dx, dy) of pixel x as one 64-bit word: vectors compare in one step. */
 static inline uint64_t pair_at(const int32_t *row, int64_t x)
 {
@@ -110,27 +144,6 @@ static inline int next_run(const int32_t *vectors, int64_t height, int64_t width
     const int inside = run->x - run->dx >= 0 && run->end - run->dx <= width && source_y >= 0
                        && source_y < height;
     return inside ? 1 : -1;
-}
-
-/*
- * acc[p] = d[p] + previous[p - d[p]]: the displacement back to the I-frame through
- * the previous frame (coviar's traced source map). Returns 0, or -1 if a source
- * lies outside the frame.
- */
-int accumulate_motion(const int32_t *restrict vectors, const int32_t *restrict previous,
-                      int64_t height, int64_t width, int32_t *restrict accumulated)
-{
-    Run run = {0};
-    int status;
-    while ((status = next_run(vectors, height, width, &run)) > 0) {
-        const int32_t *source = previous + 2 * ((run.y - run.dy) * width + run.x - run.dx);
-        int32_t *target = accumulated + 2 * (run.y * width + run.x);
-        for (int64_t i = 0; i < run.end - run.x; i++) {
-            target[2 * i] = run.dx + source[2 * i];
-            target[2 * i + 1] = run.dy + source[2 * i + 1];
-        }
-    }
-    return status;
 }
 
 /*

@@ -64,8 +64,8 @@ def _kernels() -> ctypes.CDLL:
     library = compiled_library("cvos.codec._kernels", CodecError)
     library.paint_motion.argtypes = [_RECORDS, _SIZE, _SIZE, _SIZE, _FIELD]
     library.paint_motion.restype = None
-    library.accumulate_motion.argtypes = [_FIELD, _FIELD, _SIZE, _SIZE, _FIELD]
-    library.accumulate_motion.restype = ctypes.c_int
+    library.accumulate_records.argtypes = [_RECORDS, _SIZE, _SIZE, _SIZE, _FIELD, _FIELD]
+    library.accumulate_records.restype = None
     library.subtract_warped.argtypes = [_IMAGE, _IMAGE, _FIELD, _SIZE, _SIZE, _FIELD]
     library.subtract_warped.restype = ctypes.c_int
     axis = np.ctypeslib.ndpointer(np.int32, ndim=1, flags="C_CONTIGUOUS")
@@ -77,23 +77,29 @@ def _kernels() -> ctypes.CDLL:
     return library
 
 
-def paint_motion(records: np.ndarray, height: int, width: int) -> np.ndarray:
-    """H x W x 2 int32 (dx, dy) = dst - src from FFmpeg's records (structured array)."""
-    table = np.empty((records.size, len(RECORD_FIELDS)), np.int32)  # N x 6
+def _record_table(records: np.ndarray) -> np.ndarray:
+    """N x 6 int32 `RECORD_FIELDS` of FFmpeg's records (structured array)."""
+    table = np.empty((records.size, len(RECORD_FIELDS)), np.int32)
     for column, name in enumerate(RECORD_FIELDS):
         table[:, column] = records[name]
+    return table
+
+
+def paint_motion(records: np.ndarray, height: int, width: int) -> np.ndarray:
+    """H x W x 2 int32 (dx, dy) = dst - src from FFmpeg's records (structured array)."""
     vectors = np.zeros((height, width, 2), np.int32)
-    _kernels().paint_motion(table, records.size, height, width, vectors)
+    _kernels().paint_motion(_record_table(records), records.size, height, width, vectors)
     return vectors
 
 
-def accumulate_motion(vectors: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """H x W x 2 int32 displacement back to the I-frame: `vectors[p] + previous[p - vectors[p]]`."""
-    height, width = vectors.shape[:2]
-    _check_shape("vectors", vectors, (height, width, 2))
+def accumulate_records(records: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """H x W x 2 int32 displacement back to the I-frame, `mv[p] + previous[p - mv[p]]` with
+    `mv = paint_motion(records, H, W)`, computed without painting `mv`."""
+    height, width = previous.shape[:2]
     _check_shape("previous vectors", previous, (height, width, 2))
-    accumulated = np.empty_like(vectors)
-    _check_sources(_kernels().accumulate_motion(vectors, previous, height, width, accumulated))
+    accumulated = np.empty_like(previous)
+    table = _record_table(records)
+    _kernels().accumulate_records(table, records.size, height, width, previous, accumulated)
     return accumulated
 
 

@@ -34,7 +34,7 @@ from av.video.reformatter import VideoReformatter
 from cvos.codec.h264 import max_reference_frames
 from cvos.codec.motion import (
     RECORD_FIELDS,
-    accumulate_motion,
+    accumulate_records,
     paint_motion,
     reuse_freed_memory,
     subtract_warped,
@@ -188,18 +188,23 @@ class _CroppedFrame(CompressedFrame):
 
 @dataclass(eq=False)
 class DecodedStep:
-    """One decoded frame of a GOP with its motion (plain and accumulated), its image not yet
-    converted: `frame` materialises it as a `CompressedFrame`, converting the image then."""
+    """One decoded frame of a GOP with its accumulated motion, its image not converted and its
+    plain vectors not painted yet: `frame` materialises it as a `CompressedFrame`."""
 
     index: int
     gop_index: int
     gop_position: int
     picture_type: PictureType
     picture: Picture
-    mv: np.ndarray  # H x W x 2 int32
+    records: np.ndarray = field(repr=False)  # FFmpeg's motion records (none at the I-frame)
     mv_acc: np.ndarray  # H x W x 2 int32
     reference: Picture = field(repr=False)  # the previous frame's (its own at the I-frame)
     iframe: Picture = field(repr=False)
+
+    @cached_property
+    def mv(self) -> np.ndarray:
+        """H x W x 2 int32 plain vectors, painted from the records."""
+        return paint_motion(self.records, *self.mv_acc.shape[:2])
 
     @cached_property
     def frame(self) -> CompressedFrame:
@@ -371,14 +376,14 @@ class CompressedVideo:
             position = (index, gop_index, index - int(self._packets.gop_starts[gop_index]))
             picture = Picture(decoded, to_bgr)
             if picture_type is PictureType.I:
-                mv, mv_acc = np.zeros((2, decoded.height, decoded.width, 2), np.int32)
-                step = DecodedStep(*position, picture_type, picture, mv, mv_acc, picture, picture)
+                records = np.empty(0, _RECORD_DTYPE)
+                mv_acc = np.zeros((decoded.height, decoded.width, 2), np.int32)
+                reference = iframe = picture
             else:
-                mv = paint_motion(_motion_records(decoded), decoded.height, decoded.width)
-                mv_acc = accumulate_motion(mv, previous.mv_acc)
-                step = DecodedStep(
-                    *position, picture_type, picture, mv, mv_acc, previous.picture, previous.iframe
-                )
+                records = _motion_records(decoded)
+                mv_acc = accumulate_records(records, previous.mv_acc)
+                reference, iframe = previous.picture, previous.iframe
+            step = DecodedStep(*position, picture_type, picture, records, mv_acc, reference, iframe)
             yield step
             previous = step
 
