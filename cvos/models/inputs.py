@@ -61,21 +61,28 @@ def frame_inputs(frame: CodedFrame, affine: Affine, fields: Collection[str] = FI
         nearest.remove("residual_acc")
     sampled = {}
     if nearest:
-        arrays = [getattr(frame, name) for name in nearest]
+        arrays = [_nearest_field(frame, name) for name in nearest]
         parts = sample_nearest(arrays, affine).split([a.shape[2] for a in arrays])
         sampled = dict(zip(nearest, parts, strict=True))
     if at_taps is not None:
-        sampled["residual_acc"] = at_taps  # 3 x h x w BGR, as sampled from the full residual
+        sampled["residual_acc"] = at_taps
     for name, tensor in sampled.items():
-        if name == "residual_acc":  # the codec's BGR order -> RGB, like the image
-            setattr(inputs, name, tensor.flip(0) / RESIDUAL_SCALE)
+        if name == "residual_acc":  # RGB, like the image
+            setattr(inputs, name, tensor.div_(RESIDUAL_SCALE))
         else:
             setattr(inputs, name, map_vectors(tensor, affine))
     return inputs
 
 
+def _nearest_field(frame: CodedFrame, name: str) -> np.ndarray:
+    """A field as `sample_nearest` reads it: the accumulated residual as an RGB view (the
+    codec's is BGR; the compiled gather reads the channels backwards in place)."""
+    array = getattr(frame, name)
+    return array[..., ::-1] if name == "residual_acc" else array
+
+
 def _residual_at_taps(frame: CodedFrame, affine: Affine) -> Tensor | None:
-    """3 x h x w float32 BGR: the accumulated residual at the nearest taps alone, as
+    """3 x h x w float32 RGB: the accumulated residual at the nearest taps alone, as
     `sample_nearest` would read it from the full residual (a quarter of a 480p frame's pixels
     at 256 x 512); None where the frame cannot (no `residual_acc_at`, or the full residual is
     at hand) or the taps are not axis-aligned inside the frame."""
@@ -84,4 +91,4 @@ def _residual_at_taps(frame: CodedFrame, affine: Affine) -> Tensor | None:
     values = None if axes is None else compute(*axes)  # h x w x 3 int32
     if values is None:
         return None
-    return torch.from_numpy(values.transpose(2, 0, 1).astype(np.float32, order="C"))
+    return torch.from_numpy(values[..., ::-1].transpose(2, 0, 1).astype(np.float32, order="C"))
