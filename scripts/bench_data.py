@@ -1,6 +1,6 @@
 """Training samples per second and bytes per frame: decoding the prepared video vs stored arrays.
 
-    python scripts/bench_data.py [--workers 2] [--batches 100] [--rounds 2] [--davis PATH]
+    python scripts/bench_data.py [--workers 2] [--batches 40] [--rounds 2] [--davis PATH]
 
 Both forms run in this process on the same prepared sequences, taking turns round after round,
 so a slow spell on a shared machine hits both: `frames=video` (the default: each sample's GOP
@@ -72,12 +72,10 @@ def measure(data: VOSData) -> Figures:
     next(loader)
     workers = [worker.pid for worker in loader._workers]  # noqa: SLF001 - the loader's processes
     started = sum(process_cpu(pid) for pid in workers)
-    start, count, steady = time.perf_counter(), 0, 0.0
-    for number, batch in enumerate(loader, start=2):
-        count += batch.key_image.shape[0]
-        if number == len(loader):  # every batch is made; the workers exit after this one
-            steady = sum(process_cpu(pid) for pid in workers) - started
+    start = time.perf_counter()
+    count = sum(batch.key_image.shape[0] for batch in loader)
     seconds = time.perf_counter() - start
+    steady = sum(process_cpu(pid) for pid in workers) - started
     del loader  # the workers exit: their CPU time is now the children's
     total = count + data.batch_size
     return Figures(
@@ -156,7 +154,7 @@ def davis_root(argument: str | None) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--batches", type=int, default=100, help="batches timed per round")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per round")
     parser.add_argument("--rounds", type=int, default=2, help="turns each form takes")
     parser.add_argument(
         "--davis", default=None, help="DAVIS 2016 folder (default: found automatically)"

@@ -15,7 +15,7 @@ from cvos.codec.synthetic import moving_square_video
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.errors import CVOSError
 from cvos.models import frame_inputs, geometry, resize_affine
-from cvos.models.geometry import sample_bilinear, sample_nearest, unit_to_bytes
+from cvos.models.geometry import sample_bilinear, sample_nearest
 
 SIZE = (120, 200)
 
@@ -285,17 +285,3 @@ def test_dilation_and_erosion_equal_scipys_filters_with_nearest_borders() -> Non
             morphology = ndimage.maximum_filter if kernel > 0 else ndimage.minimum_filter
             expected = mask if size <= 1 else morphology(mask, size=size, mode="nearest")
             np.testing.assert_array_equal(dilate_or_erode(mask, kernel), expected)
-
-
-def test_image_bytes_round_255_x_halves_to_even_as_torch_does() -> None:
-    generator = torch.Generator().manual_seed(0)
-    grid = torch.arange(511, dtype=torch.float32) / 510  # products at and next to the halves
-    values = torch.cat((torch.rand(100_000, generator=generator), grid, torch.tensor([0.0, 1.0])))
-    expected = values.mul(255.0).round_().numpy().astype(np.uint8)
-    out = torch.empty(values.shape, dtype=torch.uint8)
-    unit_to_bytes(values, out)
-    np.testing.assert_array_equal(out.numpy(), expected)
-    half_up = np.floor(values.mul(255.0).numpy() + 0.5)
-    assert (out.numpy() != half_up).any()  # the grid holds halves, which go to even
-    with pytest.raises(ValueError, match="expected float32 values and a uint8 out of one shape"):
-        unit_to_bytes(values[:10], out)

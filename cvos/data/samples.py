@@ -32,7 +32,7 @@ from cvos.data.sampling import Candidate, SampleKey, find_candidates
 from cvos.data.sources import FrameStore
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
-from cvos.models.geometry import sample_bilinear, unit_to_bytes
+from cvos.models.geometry import sample_bilinear
 
 IMAGES = ("ref_image", "key_image", "target_image")  # in [0, 1]; packed as uint8 x 255
 PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third of the bytes
@@ -54,15 +54,14 @@ def _packed_dtype(name: str, tensor: Tensor) -> torch.dtype:
 def _pack_into(out: Tensor, name: str, tensor: Tensor) -> None:
     """Write one field of a sample into its slot of a packed batch (`PACKED_DTYPES`).
 
-    Images become their bytes in one compiled pass (`unit_to_bytes`); masks hold 0 and 1, which
-    numpy casts to uint8 as torch does, seven times faster than torch's scalar loop.
+    Images and masks hold whole numbers in 0..255 by then: numpy casts them to uint8 as
+    torch does (truncation, exact here), seven times faster than torch's scalar loop.
     """
-    if name in IMAGES:
-        unit_to_bytes(tensor.contiguous(), out)
-    elif out.dtype == torch.uint8:
-        np.copyto(out.numpy(), tensor.numpy(), casting="unsafe")
+    values = tensor.mul(255.0).round_() if name in IMAGES else tensor
+    if out.dtype == torch.uint8:
+        np.copyto(out.numpy(), values.numpy(), casting="unsafe")
     else:
-        out.copy_(tensor)
+        out.copy_(values)
 
 
 def _packed_batch(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, Tensor]:

@@ -260,25 +260,6 @@ void sample_bilinear_u8(BILINEAR_ARGS, int64_t region_height, int fused)
         bilinear_plain(BILINEAR_CALL);
 }
 
-/*
- * The bytes of a sampled image scaled to [0, 1]: out[i] = round(values[i] * 255), halves to
- * even, as torch's `mul(255).round_()` and a cast give them (the product rounded to float32
- * first, then to an integer). Adding and subtracting 2^23 rounds a float32 in [0, 2^23) to an
- * integer in the default rounding mode (to nearest, halves to even) without a library call, so
- * the loop vectorises; contracting the product into that sum would round once, not twice.
- */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("fp-contract=off")))
-#endif
-void unit_to_bytes(const float *restrict values, int64_t count, uint8_t *restrict out)
-{
-    const float shift = 8388608.0f; /* 2^23 */
-    for (int64_t i = 0; i < count; i++) {
-        const float scaled = values[i] * 255.0f;
-        out[i] = (uint8_t)((scaled + shift) - shift);
-    }
-}
-
 /* An empty module, so that the shared library is also a valid Python extension. */
 static struct PyModuleDef samplers_module = {PyModuleDef_HEAD_INIT, .m_name = "_samplers", .m_size = -1};
 
