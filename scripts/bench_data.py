@@ -1,17 +1,18 @@
 """Training samples per second and bytes per frame: decoding the prepared video vs stored arrays.
 
-    python scripts/bench_data.py [--workers 2] [--batches 40] [--rounds 2] [--davis PATH]
+    python scripts/bench_data.py [--workers 2] [--batches N] [--rounds 2] [--davis PATH]
 
 Both forms run in this process on the same prepared sequences, taking turns round after round,
 so a slow spell on a shared machine hits both: `frames=video` (the default: each sample's GOP
 is decoded from the prepared video) and `frames=arrays` (every decoded representation stored
-and memory-mapped, as the format-1 cache did). For each: samples/s through the DataLoader on
-`--workers` workers and the CPU time the loader workers spent per sample (process time, which
-other programs on the machine barely move), both after the first batch, as a training epoch
-with persistent workers runs; the CPU a sample with the workers' start counted in (fork, first
-GOPs, caches: a fixed cost that a short run spreads over few samples); and the prepared bytes
-per frame. DAVIS 2016 is
-measured on its train split at 256 x 512 network input (each 480p frame stretched to it, the
+and memory-mapped, as the format-1 cache did). A round is one training epoch of the dataset's
+`samples_per_epoch` (2,000 samples for DAVIS: a worker's first ~150 samples still fault in its
+memory and fill its caches, ~1.5 ms a sample of system time, so short runs overstate the cost).
+For each form: samples/s through the DataLoader on `--workers` workers and the CPU time the
+loader workers spent per sample (process time, which other programs on the machine barely move),
+both after the first batch, as an epoch with persistent workers runs; the CPU a sample with the
+workers' start counted in (fork, first GOPs opened); and the prepared bytes per frame. DAVIS 2016
+is measured on its train split at 256 x 512 network input (each 480p frame stretched to it, the
 whole input a sample) when found (--davis, else CVOS_DAVIS2016, else ../shared/data/davis2016);
 its arrays take about 10 MB a frame (16 GB for the 24-sequence train split of the sample set).
 """
@@ -72,10 +73,12 @@ def measure(data: VOSData) -> Figures:
     next(loader)
     workers = [worker.pid for worker in loader._workers]  # noqa: SLF001 - the loader's processes
     started = sum(process_cpu(pid) for pid in workers)
-    start = time.perf_counter()
-    count = sum(batch.key_image.shape[0] for batch in loader)
+    start, count, steady = time.perf_counter(), 0, 0.0
+    for number, batch in enumerate(loader, start=2):
+        count += batch.key_image.shape[0]
+        if number == len(loader):  # every batch is made; the workers exit after this one
+            steady = sum(process_cpu(pid) for pid in workers) - started
     seconds = time.perf_counter() - start
-    steady = sum(process_cpu(pid) for pid in workers) - started
     del loader  # the workers exit: their CPU time is now the children's
     total = count + data.batch_size
     return Figures(
@@ -98,20 +101,24 @@ def bytes_per_frame(data: VOSData, split: str, arrays: bool) -> float:
     return total / frames
 
 
-def bench(dataset: str, overrides: list[str], workers: int, batches: int, rounds: int) -> None:
-    """Print both forms' figures for one dataset, best of `rounds`, and their ratios."""
+def bench(
+    dataset: str, overrides: list[str], workers: int, batches: int | None, rounds: int
+) -> None:
+    """Print both forms' figures for one dataset, best of `rounds`, and their ratios. Each round
+    is one epoch of the dataset's `samples_per_epoch` unless `batches` cuts it to that many."""
     forms = {}
     for form in FORMS:
         common = [*overrides, f"data.num_workers={workers}", "data.persistent_workers=false"]
         forms[form] = build(dataset, [*common, f"data.frames={form}"])
-        size = forms[form].batch_size
-        forms[form].samples_per_epoch = (batches + 1) * size
+        if batches is not None:
+            forms[form].samples_per_epoch = (batches + 1) * forms[form].batch_size
         forms[form].prepare(forms[form].train_split, progress=False)
     data = forms["video"]
     print(
         f"{dataset} ({data.train_split}, {len(data.sequences(data.train_split))} sequences): "
         f"input {data.input_size or 'frame size'}, crop {data.crop_size}, batch "
-        f"{data.batch_size}, {workers} workers, {data.samples_per_gop} samples a GOP"
+        f"{data.batch_size}, {workers} workers, {data.samples_per_gop} samples a GOP, "
+        f"{data.samples_per_epoch} samples a round"
     )
     best: dict[str, Figures] = {}
     for number in range(rounds):
@@ -154,7 +161,9 @@ def davis_root(argument: str | None) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per round")
+    parser.add_argument(
+        "--batches", type=int, default=None, help="batches a round (default: one epoch)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="turns each form takes")
     parser.add_argument(
         "--davis", default=None, help="DAVIS 2016 folder (default: found automatically)"

@@ -22,7 +22,9 @@ Reader (`CompressedVideo`): frames in decode order, each decoded once, with `bgr
 - all motion vectors and residuals are zero at the I-frame.
 `gop(k)` decodes only GOP k, starting at its I-frame (raw streams included). A
 background thread decodes one frame ahead of the caller; the per-pixel loops are
-compiled C (`_kernels.c`) that runs without the GIL.
+compiled C (`_kernels.c`) that runs without the GIL. `gop_steps(k)` decodes GOP k on
+the caller's thread, step by step, and converts a frame's image (and paints its plain
+vectors) only when the step's `frame` is read: training streams pass over most frames.
 H.264 streams with B-frames or more than one reference frame are refused with a
 message pointing to `encode_video`.
 
