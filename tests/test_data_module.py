@@ -18,7 +18,7 @@ from test_data_transforms import iou, warp_by_motion
 import cvos.data.samples
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
-from cvos.data.samples import PACKED_DTYPES
+from cvos.data.samples import BATCH_ALIGNMENT, PACKED_DTYPES
 from cvos.data.sampling import SampleKey
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.errors import ConfigError, DataError
@@ -157,6 +157,32 @@ def test_a_worker_batch_moves_to_shared_memory_in_one_segment_unchanged(
     assert {name: (value.storage_offset(), value.stride()) for name, value in batch.items()} == (
         layout
     )
+
+
+def test_a_worker_packs_batches_in_one_reused_buffer_and_shares_only_each_batch(
+    data: VOSData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a loader worker every batch is packed in the process's one private buffer (a fresh heap
+    block a batch faulted its pages in anew), and only the batch's bytes go to shared memory."""
+    dataset = data.training_set()
+    keys = list(data.sampler())
+    groups = [keys[:4], keys[4:8], keys[:2]]  # the last one smaller
+    expected = [vars(TrainBatch.collate([dataset[key] for key in group])) for group in groups]
+    packing = cvos.data.samples._PackingBuffer()
+    monkeypatch.setattr(cvos.data.samples, "_PACKING", packing)
+    monkeypatch.setattr(cvos.data.samples, "get_worker_info", lambda: object())  # "in a worker"
+    buffers = []
+    for group, wanted in zip(groups, expected, strict=True):
+        batch = vars(TrainBatch.collate([dataset[key] for key in group]))
+        buffers.append(packing.get(0))
+        for name, value in batch.items():
+            assert torch.equal(value, wanted[name]), name
+        shared = batch["mv"].untyped_storage()
+        layout = {name: (value.shape, value.dtype) for name, value in wanted.items()}
+        packed = cvos.data.samples._packed_bytes(layout)  # the last field's padding included
+        assert shared.is_shared() and packed - BATCH_ALIGNMENT < shared.nbytes() <= packed
+    assert buffers[0] is buffers[1] is buffers[2]
+    assert batch["mv"].untyped_storage().nbytes() < buffers[2].nbytes()  # the small batch alone
 
 
 def test_inputs_a_block_shares_are_sampled_once_a_map_and_change_no_sample(
