@@ -25,6 +25,27 @@ static int64_t min3(int64_t a, int64_t b, int64_t c)
     return ab < c ? ab : c;
 }
 
+/* The pixels [x0, x1) x [y0, y1) a moving record paints and its displacement (dx, dy). */
+typedef struct {
+    int32_t dx, dy;
+    int64_t x0, x1, y0, y1;
+} Block;
+
+/* Record `r`'s block, clipped so that destination and source are inside; 0 if it does not
+ * move (coviar paints only moving blocks). */
+static inline int moving_block(const int32_t *r, int64_t height, int64_t width, Block *block)
+{
+    block->dx = r[4] - r[2];
+    block->dy = r[5] - r[3];
+    if (block->dx == 0 && block->dy == 0)
+        return 0;
+    block->x0 = max3(r[4] - r[0] / 2, 0, block->dx);
+    block->x1 = min3(r[4] + r[0] / 2, width, width + block->dx);
+    block->y0 = max3(r[5] - r[1] / 2, 0, block->dy);
+    block->y1 = min3(r[5] + r[1] / 2, height, height + block->dy);
+    return 1;
+}
+
 /*
  * coviar's painting of FFmpeg's motion records. `records` is count x 6 int32:
  * (w, h, src_x, src_y, dst_x, dst_y), block centres in whole pixels. In record
@@ -35,21 +56,15 @@ static int64_t min3(int64_t a, int64_t b, int64_t c)
 void paint_motion(const int32_t *restrict records, int64_t count, int64_t height,
                   int64_t width, int32_t *restrict vectors)
 {
+    Block b;
     for (int64_t i = 0; i < count; i++) {
-        const int32_t *r = records + 6 * i;
-        const int32_t dx = r[4] - r[2], dy = r[5] - r[3];
-        if (dx == 0 && dy == 0)
+        if (!moving_block(records + 6 * i, height, width, &b))
             continue;
-        /* destination range, clipped so that destination and source are inside */
-        const int64_t x0 = max3(r[4] - r[0] / 2, 0, dx);
-        const int64_t x1 = min3(r[4] + r[0] / 2, width, width + dx);
-        const int64_t y0 = max3(r[5] - r[1] / 2, 0, dy);
-        const int64_t y1 = min3(r[5] + r[1] / 2, height, height + dy);
-        for (int64_t y = y0; y < y1; y++) {
+        for (int64_t y = b.y0; y < b.y1; y++) {
             int32_t *row = vectors + 2 * (y * width);
-            for (int64_t x = x0; x < x1; x++) {
-                row[2 * x] = dx;
-                row[2 * x + 1] = dy;
+            for (int64_t x = b.x0; x < b.x1; x++) {
+                row[2 * x] = b.dx;
+                row[2 * x + 1] = b.dy;
             }
         }
     }
@@ -69,21 +84,16 @@ void accumulate_records(const int32_t *restrict records, int64_t count, int64_t 
                         int32_t *restrict accumulated)
 {
     memcpy(accumulated, previous, sizeof(int32_t) * 2 * (size_t)(height * width));
+    Block b;
     for (int64_t i = 0; i < count; i++) {
-        const int32_t *r = records + 6 * i;
-        const int32_t dx = r[4] - r[2], dy = r[5] - r[3];
-        if (dx == 0 && dy == 0)
+        if (!moving_block(records + 6 * i, height, width, &b))
             continue;
-        const int64_t x0 = max3(r[4] - r[0] / 2, 0, dx);
-        const int64_t x1 = min3(r[4] + r[0] / 2, width, width + dx);
-        const int64_t y0 = max3(r[5] - r[1] / 2, 0, dy);
-        const int64_t y1 = min3(r[5] + r[1] / 2, height, height + dy);
-        for (int64_t y = y0; y < y1; y++) {
-            const int32_t *source = previous + 2 * ((y - dy) * width - dx);
+        for (int64_t y = b.y0; y < b.y1; y++) {
+            const int32_t *source = previous + 2 * ((y - b.dy) * width - b.dx);
             int32_t *row = accumulated + 2 * (y * width);
-            for (int64_t x = x0; x < x1; x++) {
-                row[2 * x] = dx + source[2 * x];
-                row[2 * x + 1] = dy + source[2 * x + 1];
+            for (int64_t x = b.x0; x < b.x1; x++) {
+                row[2 * x] = b.dx + source[2 * x];
+                row[2 * x + 1] = b.dy + source[2 * x + 1];
             }
         }
     }
