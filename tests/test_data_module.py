@@ -179,7 +179,7 @@ def test_a_worker_packs_batches_in_one_reused_buffer_and_shares_only_each_batch(
             assert torch.equal(value, wanted[name]), name
         shared = batch["mv"].untyped_storage()
         layout = {name: (value.shape, value.dtype) for name, value in wanted.items()}
-        packed = cvos.data.samples._packed_bytes(layout)  # the last field's padding included
+        _, packed = cvos.data.samples._layout(layout)  # the last field's padding included
         assert shared.is_shared() and packed - BATCH_ALIGNMENT < shared.nbytes() <= packed
     assert buffers[0] is buffers[1] is buffers[2]
     assert batch["mv"].untyped_storage().nbytes() < buffers[2].nbytes()  # the small batch alone
