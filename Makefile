@@ -8,7 +8,7 @@ STAMP := .cache/installed.stamp
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-9s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml cvos/codec/_kernels.c cvos/models/_samplers.c cvos/models/_loops.c
+$(STAMP): pyproject.toml cvos/codec/_kernels.c cvos/models/_samplers.c cvos/models/_loops.c cvos/data/_segments.c
 	$(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev]"
 	@mkdir -p $(dir $@) && touch $@
@@ -50,4 +50,4 @@ lint: $(STAMP)  ## check style without changing files
 	$(PYTHON) -m ruff check cvos tests scripts
 
 clean:  ## remove caches, run outputs and the compiled C loops
-	rm -rf .cache outputs/* multirun .pytest_cache build cvos/codec/*.so
+	rm -rf .cache outputs/* multirun .pytest_cache build cvos/*/*.so

@@ -10,7 +10,9 @@ and memory-mapped, as the format-1 cache did). A round is one training epoch of 
 memory and fill its caches, ~1.5 ms a sample of system time, so short runs overstate the cost).
 For each form: samples/s through the DataLoader on `--workers` workers and the CPU time the
 loader workers spent per sample (process time, which other programs on the machine barely move),
-both after the first batch, as an epoch with persistent workers runs; the CPU a sample with the
+both after the first batch, as an epoch with persistent workers runs (the main process copies
+each batch out once, as moving it to an accelerator does, and hands its shared memory back to
+its worker, as training does: `TrainBatch.release`); the CPU a sample with the
 workers' start counted in (fork, first GOPs opened); and the prepared bytes per frame. DAVIS 2016
 is measured on its train split at 256 x 512 network input (each 480p frame stretched to it, the
 whole input a sample) when found (--davis, else CVOS_DAVIS2016, else ../shared/data/davis2016);
@@ -28,8 +30,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import Tensor
 
-from cvos.data import VOSData
+from cvos.data import TrainBatch, VOSData
 from cvos.data.prepared import REPRESENTATIONS_DIR, folder_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +66,15 @@ def process_cpu(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def consume(batch: TrainBatch) -> int:
+    """What training does with a batch on the host: copy it out once (to an accelerator, or
+    unpacked), then hand its memory back to the worker. Its number of samples."""
+    samples = len(batch.gop_position)
+    batch.apply(Tensor.clone)
+    batch.release()
+    return samples
+
+
 def measure(data: VOSData) -> Figures:
     """One epoch of `samples_per_epoch` samples. Samples/s and CPU a sample after the first
     batch, so both are the steady state a training epoch sees (persistent workers start once);
@@ -70,12 +82,12 @@ def measure(data: VOSData) -> Figures:
     CPU is read from /proc while they live, and counted again over every sample when they exit."""
     loader = iter(data.train_loader())
     before = children_cpu()
-    next(loader)
+    consume(next(loader))
     workers = [worker.pid for worker in loader._workers]  # noqa: SLF001 - the loader's processes
     started = sum(process_cpu(pid) for pid in workers)
     start, count, steady = time.perf_counter(), 0, 0.0
     for number, batch in enumerate(loader, start=2):
-        count += batch.key_image.shape[0]
+        count += consume(batch)
         if number == len(loader):  # every batch is made; the workers exit after this one
             steady = sum(process_cpu(pid) for pid in workers) - started
     seconds = time.perf_counter() - start

@@ -16,9 +16,10 @@ from data_fixtures import tiny_videos, write_ytvos
 from test_data_transforms import iou, warp_by_motion
 
 import cvos.data.samples
+import cvos.data.transport
 from cvos.codec import PictureType
 from cvos.data import EvalSequence, TrainBatch, VOSData, VOSDataModule
-from cvos.data.samples import BATCH_ALIGNMENT, PACKED_DTYPES
+from cvos.data.samples import PACKED_DTYPES
 from cvos.data.sampling import SampleKey
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.errors import ConfigError, DataError
@@ -57,17 +58,17 @@ def test_training_batch_has_the_documented_shapes_and_dtypes(data: VOSData) -> N
     batches = list(data.train_loader())
     assert len(batches) == 2  # samples_per_epoch / batch_size
     packed = batches[0]
-    assert {k: v.dtype for k, v in vars(packed).items() if k in PACKED_DTYPES} == PACKED_DTYPES
+    assert {k: v.dtype for k, v in packed.tensors().items() if k in PACKED_DTYPES} == PACKED_DTYPES
     batch = packed.unpacked()
     assert isinstance(batch, TrainBatch)
-    shapes = {name: tuple(value.shape) for name, value in vars(batch).items()}
+    shapes = {name: tuple(value.shape) for name, value in batch.tensors().items()}
     channels = {"ref_image": 3, "key_image": 3, "target_image": 3, "residual_acc": 3}
     channels.update(key_residual=3, mv_acc=2)
     for name, shape in shapes.items():
         if name != "gop_position":
             assert shape == (4, channels.get(name, 2 if name == "mv" else 1), 48, 80), name
     assert shapes["gop_position"] == (4,) and batch.gop_position.dtype == torch.int64
-    assert all(v.dtype == torch.float32 for k, v in vars(batch).items() if k != "gop_position")
+    assert all(v.dtype == torch.float32 for k, v in batch.tensors().items() if k != "gop_position")
     for name in ("ref_mask", "key_mask", "target_mask"):
         assert set(torch.unique(getattr(batch, name)).tolist()) <= {0.0, 1.0}
     assert batch.ref_mask.sum() > 0
@@ -82,7 +83,7 @@ def test_packed_batches_unpack_to_the_samples(data: VOSData) -> None:
     samples = [dataset[key] for key in list(data.sampler())[:4]]
     batch = TrainBatch.collate(samples).unpacked()
     for index, sample in enumerate(samples):
-        for name, value in vars(sample).items():
+        for name, value in sample.tensors().items():
             got = getattr(batch, name)[index]
             tolerance = {"mv_acc": 0.02, "mv": 0.02}.get(name, 0.5 / 255 + 1e-6)
             assert (got - value).abs().max() <= tolerance, name
@@ -129,60 +130,108 @@ def test_a_packed_batch_converts_each_field_once_into_one_storage(data: VOSData)
     dataset = data.training_set()
     samples = [dataset[key] for key in list(data.sampler())[:4]]
     batch = TrainBatch.collate(samples)
-    for name, packed in vars(batch).items():
+    for name, packed in batch.tensors().items():
         values = torch.stack([getattr(sample, name) for sample in samples])
         if name in ("ref_image", "key_image", "target_image"):
             values = values.mul(255.0).round()
         assert torch.equal(packed, values.to(PACKED_DTYPES.get(name, values.dtype))), name
-    pointers = {value.untyped_storage().data_ptr() for value in vars(batch).values()}
+    pointers = {value.untyped_storage().data_ptr() for value in batch.tensors().values()}
     assert len(pointers) == 1
 
 
-@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
-def test_a_worker_batch_moves_to_shared_memory_in_one_segment_unchanged(
-    data: VOSData, strategy: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Written into a memory file (torch's default strategy on Linux) or copied into torch's
-    own shared storage: the same bytes, one shared segment, the views' layout kept."""
-    dataset = data.training_set()
-    batch = vars(TrainBatch.collate([dataset[key] for key in list(data.sampler())[:4]]))
-    expected = {name: value.clone() for name, value in batch.items()}
-    layout = {name: (value.storage_offset(), value.stride()) for name, value in batch.items()}
-    monkeypatch.setattr(cvos.data.samples, "get_sharing_strategy", lambda: strategy)
-    cvos.data.samples._to_shared_memory(batch)
-    for name, value in batch.items():
-        assert torch.equal(value, expected[name]) and value.dtype == expected[name].dtype, name
-    storages = {value.untyped_storage().data_ptr() for value in batch.values()}
-    assert len(storages) == 1 and batch["mv"].untyped_storage().is_shared()
-    assert {name: (value.storage_offset(), value.stride()) for name, value in batch.items()} == (
-        layout
-    )
+def as_worker(monkeypatch: pytest.MonkeyPatch) -> cvos.data.transport.SegmentPool:
+    """Make `TrainBatch.collate` pack as a loader worker does, into a pool of its own."""
+    pool = cvos.data.transport.SegmentPool(kept=3)
+    monkeypatch.setattr(cvos.data.samples, "_SEGMENTS", pool)
+    monkeypatch.setattr(cvos.data.samples, "get_worker_info", lambda: object())
+    return pool
 
 
-def test_a_worker_packs_batches_in_one_reused_buffer_and_shares_only_each_batch(
+def test_a_worker_packs_into_shared_memory_it_reuses_once_handed_back(
     data: VOSData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In a loader worker every batch is packed in the process's one private buffer (a fresh heap
-    block a batch faulted its pages in anew), and only the batch's bytes go to shared memory."""
+    """The same bytes as in the main process, after a header, in one shared segment; a segment
+    handed back takes the next batch, one still held does not, a smaller batch fits a larger
+    segment, and only the last `kept` segments are kept."""
     dataset = data.training_set()
     keys = list(data.sampler())
     groups = [keys[:4], keys[4:8], keys[:2]]  # the last one smaller
-    expected = [vars(TrainBatch.collate([dataset[key] for key in group])) for group in groups]
-    packing = cvos.data.samples._PackingBuffer()
-    monkeypatch.setattr(cvos.data.samples, "_PACKING", packing)
-    monkeypatch.setattr(cvos.data.samples, "get_worker_info", lambda: object())  # "in a worker"
-    buffers = []
-    for group, wanted in zip(groups, expected, strict=True):
-        batch = vars(TrainBatch.collate([dataset[key] for key in group]))
-        buffers.append(packing.get(0))
-        for name, value in batch.items():
-            assert torch.equal(value, wanted[name]), name
-        shared = batch["mv"].untyped_storage()
-        layout = {name: (value.shape, value.dtype) for name, value in wanted.items()}
-        _, packed = cvos.data.samples._layout(layout)  # the last field's padding included
-        assert shared.is_shared() and packed - BATCH_ALIGNMENT < shared.nbytes() <= packed
-    assert buffers[0] is buffers[1] is buffers[2]
-    assert batch["mv"].untyped_storage().nbytes() < buffers[2].nbytes()  # the small batch alone
+    expected = [TrainBatch.collate([dataset[key] for key in group]) for group in groups]
+    pool = as_worker(monkeypatch)
+
+    def packed(group: int) -> TrainBatch:
+        batch = TrainBatch.collate([dataset[key] for key in groups[group]])
+        for name, value in batch.tensors().items():
+            assert torch.equal(value, expected[group].tensors()[name]), name
+        storage = batch.mv.untyped_storage()
+        assert storage.is_shared() and batch.ref_image.storage_offset() == 64 and batch.lease > 0
+        assert {t.untyped_storage().data_ptr() for t in batch.tensors().values()} == {
+            storage.data_ptr()
+        }
+        return batch
+
+    def segment(batch: TrainBatch) -> int:
+        return batch.mv.untyped_storage().data_ptr()
+
+    first = packed(0)
+    held = packed(1)  # the first is still held: a second segment
+    assert segment(held) != segment(first)
+    first.release()
+    assert segment(packed(2)) == segment(first)  # the smaller batch, in the segment handed back
+    kept = [packed(0) for _ in range(3)]  # none handed back: new segments, the oldest let go
+    assert len({segment(b) for b in [first, held, *kept]}) == 5 and len(pool._segments) == 3
+
+
+def test_a_packed_batch_hands_back_its_segment_once_copied_out_and_is_then_refused(
+    data: VOSData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpacking releases a worker's batch; moving it to where it is (cpu) does not; reading a
+    released batch is an error, and a stale release never frees a later batch's segment."""
+    dataset = data.training_set()
+    samples = [dataset[key] for key in list(data.sampler())[:4]]
+    expected = TrainBatch.collate(samples).unpacked()
+    as_worker(monkeypatch)
+    batch = TrainBatch.collate(samples)
+    assert batch.to("cpu") is batch and batch.lease > 0
+    unpacked = batch.unpacked()
+    for name, value in unpacked.tensors().items():
+        assert torch.equal(value, expected.tensors()[name]), name
+    with pytest.raises(RuntimeError, match="went back to its loader worker"):
+        batch.unpacked()
+    reused = TrainBatch.collate(samples)  # in the same segment
+    assert reused.mv.untyped_storage().data_ptr() == batch.mv.untyped_storage().data_ptr()
+    stale = TrainBatch(**batch.__dict__ | {"lease": 1})  # an old ticket of that segment
+    stale.release()
+    held = TrainBatch.collate(samples)
+    assert held.mv.untyped_storage().data_ptr() != reused.mv.untyped_storage().data_ptr()
+    assert torch.equal(unpacked.gop_position, expected.gop_position)  # its own memory
+    copied = held.apply(torch.Tensor.clone)
+    assert copied.lease == 0 and held.lease > 0
+
+
+def test_loader_workers_reuse_the_segments_the_training_loop_hands_back(
+    tmp_path: Path,
+) -> None:
+    """Through a DataLoader with two workers: every batch equals the main process's, and
+    with each batch unpacked (handed back) before the next, a worker cycles through a few
+    segments instead of making one a batch."""
+    module = synthetic_module(
+        tmp_path, num_workers=2, samples_per_epoch=96, persistent_workers=False
+    )
+    module.prepare_all()
+    dataset, keys = module.training_set(), list(module.sampler())
+    expected = [
+        TrainBatch.collate([dataset[key] for key in keys[start : start + 4]]).unpacked()
+        for start in range(0, len(keys), 4)
+    ]
+    segments = set()
+    for index, batch in enumerate(module.train_loader()):
+        header = cvos.data.transport._header(batch.ref_image.untyped_storage())
+        segments.add(header.tobytes()[16:32])  # the worker's process and the segment's number
+        unpacked = batch.unpacked()
+        for name, value in unpacked.tensors().items():
+            assert torch.equal(value, expected[index].tensors()[name]), (index, name)
+    assert index == 23 and len(segments) <= 8  # 24 without reuse
 
 
 def test_inputs_a_block_shares_are_sampled_once_a_map_and_change_no_sample(
@@ -207,7 +256,7 @@ def test_inputs_a_block_shares_are_sampled_once_a_map_and_change_no_sample(
     with_copies = len(calls)
     monkeypatch.setattr(cvos.data.samples, "SHARED_INPUTS", 0)
     for key, expected in zip(keys, shared, strict=True):
-        for name, value in vars(dataset[key]).items():
+        for name, value in dataset[key].tensors().items():
             assert torch.equal(value, getattr(expected, name)), name
     assert (with_copies, len(calls) - with_copies) == (77, 115)  # frame_inputs calls
 
@@ -220,7 +269,8 @@ class DtypeProbe(pl.LightningModule):
         self.weight = torch.nn.Parameter(torch.zeros(()))
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        assert all(v.dtype == torch.float32 for k, v in vars(batch).items() if k != "gop_position")
+        floats = [v for k, v in batch.tensors().items() if k != "gop_position"]
+        assert all(v.dtype == torch.float32 for v in floats)
         return (self.weight - batch.key_image.mean()) ** 2
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

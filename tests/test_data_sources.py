@@ -87,7 +87,7 @@ def test_training_samples_are_identical_from_video_and_arrays(
     assert isinstance(from_arrays.frames, ArrayFrames)
     for key in keys:
         got, expected = from_video[key], from_arrays[key]
-        for name, value in vars(expected).items():
+        for name, value in expected.tensors().items():
             assert torch.equal(getattr(got, name), value), name
 
 

@@ -12,18 +12,15 @@ share of the samples, the target itself decoded as an I-frame ("pseudo I-frame")
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.multiprocessing import get_sharing_strategy
 from torch.utils.data import Dataset, get_worker_info
 
 from cvos.codec.motion import warp_labels
@@ -32,6 +29,7 @@ from cvos.data.priors import WarpedLabels
 from cvos.data.sampling import Candidate, SampleKey, find_candidates
 from cvos.data.sources import FrameStore
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
+from cvos.data.transport import HEADER_BYTES, SegmentPool, hand_back, layout, packed_views
 from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
 from cvos.models.geometry import sample_bilinear
 
@@ -44,7 +42,6 @@ PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third
         torch.float16,
     ),
 }
-BATCH_ALIGNMENT = 64  # bytes: each field of a packed batch starts at a multiple of this
 SHARED_INPUTS = 16  # frame inputs a dataset keeps for the next samples of a block (~1.5 MB each)
 
 
@@ -65,91 +62,17 @@ def _pack_into(out: Tensor, name: str, tensor: Tensor) -> None:
         out.copy_(values)
 
 
-def _layout(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> tuple[dict[str, int], int]:
-    """Each field's byte offset in a packed batch (a multiple of BATCH_ALIGNMENT), and its end."""
-    offsets, end = {}, 0
-    for name, (shape, dtype) in shapes.items():
-        offsets[name] = end
-        end += -(-shape.numel() * dtype.itemsize // BATCH_ALIGNMENT) * BATCH_ALIGNMENT
-    return offsets, end
-
-
-def _packed_batch(
-    shapes: dict[str, tuple[torch.Size, torch.dtype]], storage: torch.UntypedStorage | None = None
-) -> dict[str, Tensor]:
-    """Uninitialised tensors of the given shapes and dtypes, all views of one storage (`storage`
-    if given, at least `_layout`'s end long; else a new one), so that a batch moves to shared
-    memory (`_to_shared_memory`) as one segment instead of one per field (each segment costs its
-    creation, mapping and page faults on both sides: fourteen of them cost about 1.7 ms of
-    system time a 256 x 512 sample)."""
-    offsets, end = _layout(shapes)
-    storage = torch.UntypedStorage(end) if storage is None else storage
-    return {
-        name: torch.empty(0, dtype=dtype).set_(storage, offsets[name] // dtype.itemsize, shape)
-        for name, (shape, dtype) in shapes.items()
-    }
-
-
-class _PackingBuffer:
-    """The private memory a loader worker packs its batches in before their shared-memory write
-    copies them out: one mapping per process, reused, outside the heap. A fresh 20 MB storage a
-    batch landed at a new heap address most times, between the worker's other allocations, and
-    its pages faulted in anew: ~350 page faults a 256 x 512 sample, ~120 with this buffer."""
-
-    def __init__(self) -> None:
-        self._process: int | None = None
-        self._storage: torch.UntypedStorage | None = None
-
-    def get(self, nbytes: int) -> torch.UntypedStorage:
-        """A storage of at least `nbytes` bytes, this process's own; its contents are stale."""
-        if self._process != os.getpid() or self._storage is None or self._storage.nbytes() < nbytes:
-            memory = mmap.mmap(-1, nbytes)
-            self._storage = torch.frombuffer(memory, dtype=torch.uint8).untyped_storage()
-            self._process = os.getpid()
-        return self._storage
-
-
-_PACKING = _PackingBuffer()
-
-
-def _to_shared_memory(batch: dict[str, Tensor]) -> None:
-    """Move a packed batch (views of one storage, which may be longer) into shared memory, in
-    place: inside a loader worker, a batch then travels to the main process uncopied, as
-    `default_collate`'s does.
-
-    Written with one `pwrite` into a fresh memory file where torch shares by file descriptor
-    (Linux): a 20 MB batch (4 samples at 256 x 512) cost 18 ms filled page by page into a new
-    shared mapping (a fault per page), 11.5 ms packed in private memory and written at once.
-    Elsewhere torch's own shared storage, filled by a copy.
-    """
-    storage = next(iter(batch.values())).untyped_storage()
-    nbytes = max((t.storage_offset() + t.numel()) * t.itemsize for t in batch.values())
-    source = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (nbytes,))
-    if hasattr(os, "memfd_create") and get_sharing_strategy() == "file_descriptor":
-        shared = _written_memory_file(source.numpy())
-    else:
-        shared = torch.UntypedStorage._new_shared(nbytes)
-        torch.empty(0, dtype=torch.uint8).set_(shared).copy_(source)
-    for tensor in batch.values():
-        tensor.set_(shared, tensor.storage_offset(), tensor.shape, tensor.stride())
-
-
-def _written_memory_file(data: np.ndarray) -> torch.UntypedStorage:
-    """A shared storage mapping a new memory file that holds `data` (1-D uint8)."""
-    fd = os.memfd_create("cvos-batch", os.MFD_CLOEXEC)
-    try:
-        view, written = memoryview(data), 0
-        while written < data.size:
-            written += os.pwrite(fd, view[written:], written)
-        return torch.UntypedStorage._new_shared_fd_cpu(fd, data.size)
-    finally:
-        os.close(fd)
-
-
 def _unpack(name: str, tensor: Tensor) -> Tensor:
+    """A field of a packed batch as float32, in memory of its own (the packed batch's may go
+    back to its worker); float32 fields are already unpacked."""
+    if tensor.dtype == torch.float32:
+        return tensor
     if name in IMAGES:
         return tensor.float().div_(255.0)
-    return tensor.float() if name in PACKED_DTYPES else tensor
+    return tensor.float() if name in PACKED_DTYPES else tensor.clone()
+
+
+RELEASED = -1  # `TrainBatch.lease` of a packed batch whose segment went back to its worker
 
 
 @dataclass
@@ -159,7 +82,10 @@ class TrainBatch:
     Samples and the batches a model sees are float32 as documented below. Between them,
     batches travel packed (`PACKED_DTYPES`: uint8 images and masks, float16 fields), because
     moving float32 between processes capped the loader at about 80 samples/s at 256 x 512
-    on two cores; `VOSDataModule.on_after_batch_transfer` unpacks them on the device.
+    on two cores; `VOSDataModule.on_after_batch_transfer` unpacks them on the device. A loader
+    worker packs into shared memory that it reuses once the batch has been copied out
+    (`cvos.data.transport`): unpacking, pinning or moving the batch to a device hands it back,
+    after which the packed batch must not be read (its methods refuse).
     """
 
     ref_image: Tensor  # B x 3 x H x W float32 RGB in [0, 1]
@@ -176,39 +102,85 @@ class TrainBatch:
     mv: Tensor  # B x 2 x H x W float32 plain motion vectors, pixels
     gauss: Tensor  # B x 1 x H x W in [0, 1], Gaussian location prior of the target prior
     gop_position: Tensor  # B int64; 0: the target is the I-frame (key == target, no motion)
+    # the ticket of the worker's segment the batch lies in (0: memory of its own; RELEASED)
+    lease: int = field(default=0, repr=False, compare=False)
+
+    @classmethod
+    def tensor_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "lease")
 
     @classmethod
     def collate(cls, samples: list[TrainBatch]) -> TrainBatch:
         """Stack unbatched samples into a packed batch (the DataLoader's collate_fn): each
-        sample's fields are converted straight into their slots of the batch."""
+        sample's fields are converted straight into their slots of the batch, which in a
+        loader worker lie in one of its shared-memory segments."""
         shapes = {}
-        for name in (f.name for f in fields(cls)):
+        for name in cls.tensor_names():
             first = getattr(samples[0], name)
             shapes[name] = (torch.Size((len(samples), *first.shape)), _packed_dtype(name, first))
-        worker = get_worker_info() is not None  # the batch is then copied to shared memory
-        batch = _packed_batch(shapes, _PACKING.get(_layout(shapes)[1]) if worker else None)
+        size = layout(shapes)[1]
+        if get_worker_info() is None:
+            batch, lease = packed_views(shapes, torch.UntypedStorage(size)), 0
+        else:
+            storage, lease = _SEGMENTS.take(size)
+            batch = packed_views(shapes, storage, start=HEADER_BYTES)
         with _one_thread():
             for name, out in batch.items():
                 for slot, sample in zip(out, samples, strict=True):
                     _pack_into(slot, name, getattr(sample, name))
-        if worker:
-            _to_shared_memory(batch)
-        return cls(**batch)
+        return cls(**batch, lease=lease)
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor, by field name."""
+        return {name: getattr(self, name) for name in self._held()}
 
     def unpacked(self) -> TrainBatch:
-        """The float32 batch of a packed one (what `collate` made); a no-op on float32 batches."""
-        return TrainBatch(**{f.name: _unpack(f.name, getattr(self, f.name)) for f in fields(self)})
+        """The float32 batch of a packed one (what `collate` made), which is then released; a
+        no-op on float32 batches."""
+        batch = TrainBatch(**{name: _unpack(name, t) for name, t in self.tensors().items()})
+        self.release()
+        return batch
 
     def apply(self, function: Callable[[Tensor], Tensor]) -> TrainBatch:
-        """A batch with `function` applied to every tensor."""
-        return TrainBatch(**{f.name: function(getattr(self, f.name)) for f in fields(self)})
+        """A batch with `function` applied to every tensor (no lease: its tensors are
+        `function`'s)."""
+        return TrainBatch(**{name: function(t) for name, t in self.tensors().items()})
 
     def pin_memory(self) -> TrainBatch:
-        """Called by the DataLoader when `pin_memory=True`."""
-        return self.apply(Tensor.pin_memory)
+        """Called by the DataLoader when `pin_memory=True`: a pinned copy; this one is
+        released."""
+        pinned = self.apply(Tensor.pin_memory)
+        self.release()
+        return pinned
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TrainBatch:
-        return self.apply(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+        """The batch on `device`; this one is released if that took a copy. (A non-blocking copy
+        from pageable memory has read it by the time it returns: CUDA stages it first.)"""
+        moved = self.apply(lambda tensor: tensor.to(device, non_blocking=non_blocking))
+        if moved.ref_image is self.ref_image:
+            return self
+        self.release()
+        return moved
+
+    def release(self) -> None:
+        """Give the shared memory of a batch a loader worker packed back to the worker, to
+        pack a later batch into: call it once every tensor has been copied out (`unpacked`,
+        `pin_memory` and `to` another device do). A batch of its own memory is unaffected."""
+        if self.lease > 0:
+            hand_back(self.ref_image, self.lease)
+            self.lease = RELEASED
+
+    def _held(self) -> tuple[str, ...]:
+        """The names of the tensors, once sure that they are still this batch's."""
+        if self.lease == RELEASED:
+            raise RuntimeError(
+                "this packed batch went back to its loader worker (it was unpacked, pinned or "
+                "moved already): use the batch that call returned"
+            )
+        return self.tensor_names()
+
+
+_SEGMENTS = SegmentPool()  # this process's, when it is a loader worker
 
 
 @dataclass(frozen=True)
