@@ -12,10 +12,11 @@ from scipy.ndimage import map_coordinates
 
 from cvos.codec import CompressedFrame, CompressedVideo, PictureType, encode_video
 from cvos.codec.synthetic import moving_square_video
+from cvos.data.samples import _binary_pair
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.errors import CVOSError
 from cvos.models import frame_inputs, geometry, resize_affine
-from cvos.models.geometry import sample_bilinear, sample_nearest
+from cvos.models.geometry import sample_bilinear, sample_nearest, unit_to_bytes
 
 SIZE = (120, 200)
 
@@ -209,11 +210,12 @@ def test_compiled_samplers_equal_grid_sample_and_indexing_bit_for_bit(name: str)
     rng = np.random.default_rng(3)
     bgr = rng.integers(0, 256, (*in_size, 3), dtype=np.uint8)
     mask = (rng.random(in_size) < 0.5).astype(np.uint8)[..., None]
+    masks = (rng.random((*in_size, 2)) < 0.5).astype(np.uint8)  # two masks, interleaved
     vectors = rng.integers(-300, 300, (*in_size, 2), dtype=np.int32)
     residual = rng.integers(-255, 256, (*in_size, 3)).astype(np.int16)
     for _ in range(8):
         affine = sample_affine(in_size, input_size, crop_size, augment, rng)
-        for arrays in ([bgr[..., ::-1]], [mask, bgr]):
+        for arrays in ([bgr[..., ::-1]], [mask, bgr], [masks]):
             ours = sample_bilinear(arrays, affine)
             assert same_bits(ours, sample_bilinear(as_float(arrays), affine))
             if name.startswith("480p"):  # the whole frame is read: the plain reference holds
@@ -285,3 +287,33 @@ def test_dilation_and_erosion_equal_scipys_filters_with_nearest_borders() -> Non
             morphology = ndimage.maximum_filter if kernel > 0 else ndimage.minimum_filter
             expected = mask if size <= 1 else morphology(mask, size=size, mode="nearest")
             np.testing.assert_array_equal(dilate_or_erode(mask, kernel), expected)
+
+
+def test_image_bytes_round_255_x_halves_to_even_as_torch_does() -> None:
+    generator = torch.Generator().manual_seed(0)
+    grid = torch.arange(511, dtype=torch.float32) / 510  # products at and next to the halves
+    values = torch.cat((torch.rand(100_000, generator=generator), grid, torch.tensor([0.0, 1.0])))
+    expected = values.mul(255.0).round_().numpy().astype(np.uint8)
+    out = torch.empty(values.shape, dtype=torch.uint8)
+    unit_to_bytes(values, out)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    half_up = np.floor(values.mul(255.0).numpy() + 0.5)
+    assert (out.numpy() != half_up).any()  # the grid holds halves, which go to even
+    with pytest.raises(ValueError, match="expected float32 values and a uint8 out of one shape"):
+        unit_to_bytes(values[:10], out)
+
+
+def test_two_masks_interleaved_sample_as_two_masks_apart() -> None:
+    """The bilinear sampler reads two interleaved masks with one gather a corner (the pair
+    `TrainDataset` builds for a sample's two mask priors): each channel is bit for bit what
+    it gives for that mask alone."""
+    rng = np.random.default_rng(4)
+    labels = [rng.integers(0, 3, (480, 854), dtype=np.uint8) for _ in range(2)]
+    pair = _binary_pair(*labels, object_id=1)
+    assert pair.shape == (480, 854, 2) and pair.strides[1:] == (2, 1)
+    for channel, values in enumerate(labels):
+        np.testing.assert_array_equal(pair[..., channel], values == 1)
+    for _ in range(4):
+        affine = sample_affine((480, 854), (256, 512), (256, 512), Augment(flip_p=0.5), rng)
+        apart = [(values == 1).view(np.uint8)[..., None] for values in labels]
+        assert same_bits(sample_bilinear([pair], affine), sample_bilinear(apart, affine))

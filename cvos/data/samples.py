@@ -31,7 +31,7 @@ from cvos.data.sources import FrameStore
 from cvos.data.transforms import Augment, dilate_or_erode, sample_affine, transform_masks
 from cvos.data.transport import HEADER_BYTES, SegmentPool, hand_back, layout, packed_views
 from cvos.models import Affine, NetInputs, frame_inputs, gaussian_prior
-from cvos.models.geometry import sample_bilinear
+from cvos.models.geometry import sample_bilinear, unit_to_bytes
 
 IMAGES = ("ref_image", "key_image", "target_image")  # in [0, 1]; packed as uint8 x 255
 PACKED_DTYPES = {  # how each float32 field travels from loader workers: a third of the bytes
@@ -52,14 +52,15 @@ def _packed_dtype(name: str, tensor: Tensor) -> torch.dtype:
 def _pack_into(out: Tensor, name: str, tensor: Tensor) -> None:
     """Write one field of a sample into its slot of a packed batch (`PACKED_DTYPES`).
 
-    Images and masks hold whole numbers in 0..255 by then: numpy casts them to uint8 as
-    torch does (truncation, exact here), seven times faster than torch's scalar loop.
+    Images become their bytes in one compiled pass (`unit_to_bytes`); masks hold 0 and 1, which
+    numpy casts to uint8 as torch does, seven times faster than torch's scalar loop.
     """
-    values = tensor.mul(255.0).round_() if name in IMAGES else tensor
-    if out.dtype == torch.uint8:
-        np.copyto(out.numpy(), values.numpy(), casting="unsafe")
+    if name in IMAGES:
+        unit_to_bytes(tensor.contiguous(), out)
+    elif out.dtype == torch.uint8:
+        np.copyto(out.numpy(), tensor.numpy(), casting="unsafe")
     else:
-        out.copy_(values)
+        out.copy_(tensor)
 
 
 def _unpack(name: str, tensor: Tensor) -> Tensor:
@@ -292,13 +293,13 @@ class TrainDataset(Dataset):
         target_labels = warp_labels(start, target_frame.mv_acc)
         frames = (candidate.key, candidate.target)
         masks = [_binary(sequence.label(t), candidate.object_id) for t in frames]
-        priors = [_binary(m, candidate.object_id) for m in (drifted, target_labels)]
+        priors = _binary_pair(drifted, target_labels, candidate.object_id)
         return ClipTensors(
             key_image=key_image,
             key_residual=key_residual,
             target=target,
             masks=transform_masks(masks, affine),
-            priors=sample_bilinear([p[..., None] for p in priors], affine),
+            priors=sample_bilinear([priors], affine),
             moves=candidate.target != candidate.key,
         )
 
@@ -416,3 +417,14 @@ def _one_thread() -> Iterator[None]:
 def _binary(labels: np.ndarray, object_id: int) -> np.ndarray:
     """H x W uint8 {0, 1}: where `labels` holds `object_id`."""
     return (labels == object_id).view(np.uint8)
+
+
+def _binary_pair(first: np.ndarray, second: np.ndarray, object_id: int) -> np.ndarray:
+    """H x W x 2 uint8 {0, 1}: `_binary` of two label maps as the channels of one array, which
+    the bilinear sampler reads at once (one gather a corner for both: two 1-channel masks cost
+    it twice the time). Built as little-endian 16-bit words, second * 256 + first, in two
+    passes (numpy writes interleaved bytes one at a time, several times slower)."""
+    words = np.empty(first.shape, "<u2")
+    np.multiply(second == object_id, 256, out=words, dtype=words.dtype)
+    words += first == object_id
+    return words.view(np.uint8).reshape(*first.shape, 2)

@@ -171,9 +171,9 @@ FMA_TARGET static void bilinear_fused(BILINEAR_ARGS)
 #include <immintrin.h>
 
 /*
- * bilinear_fused, 8 output pixels at a time, for 1-channel arrays and 3-channel ones whose
- * pixels are 3 adjacent bytes (RGB, or BGR read backwards: channel_stride -1): one 4-byte
- * gather per corner brings every channel, and each lane does the scalar loop's operations in
+ * bilinear_fused, 8 output pixels at a time, for 1-channel arrays, 2-channel ones whose pixels
+ * are 2 adjacent bytes (two masks) and 3-channel ones whose pixels are 3 adjacent bytes (RGB,
+ * or BGR read backwards: channel_stride -1): one 4-byte gather per corner brings every channel, and each lane does the scalar loop's operations in
  * its order. A gather reads up to 3 bytes past a pixel, which exist unless the pixel ends the
  * last row: rows whose south neighbour is the region's last (`region_height` - 1) run the
  * scalar loop.
@@ -247,6 +247,7 @@ void sample_bilinear_u8(BILINEAR_ARGS, int64_t region_height, int fused)
 {
 #if defined(__x86_64__)
     const int packed = (channels == 1 && pixel_stride == 1)
+                       || (channels == 2 && pixel_stride == 2 && channel_stride == 1)
                        || (channels == 3 && pixel_stride == 3
                            && (channel_stride == 1 || channel_stride == -1));
     if (fused && packed && __builtin_cpu_supports("avx2")) {
@@ -258,6 +259,25 @@ void sample_bilinear_u8(BILINEAR_ARGS, int64_t region_height, int fused)
         bilinear_fused(BILINEAR_CALL);
     else
         bilinear_plain(BILINEAR_CALL);
+}
+
+/*
+ * The bytes of a sampled image scaled to [0, 1]: out[i] = round(values[i] * 255), halves to
+ * even, as torch's `mul(255).round_()` and a cast give them (the product rounded to float32
+ * first, then to an integer). Adding and subtracting 2^23 rounds a float32 in [0, 2^23) to an
+ * integer in the default rounding mode (to nearest, halves to even) without a library call, so
+ * the loop vectorises; contracting the product into that sum would round once, not twice.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+void unit_to_bytes(const float *restrict values, int64_t count, uint8_t *restrict out)
+{
+    const float shift = 8388608.0f; /* 2^23 */
+    for (int64_t i = 0; i < count; i++) {
+        const float scaled = values[i] * 255.0f;
+        out[i] = (uint8_t)((scaled + shift) - shift);
+    }
 }
 
 /* An empty module, so that the shared library is also a valid Python extension. */
