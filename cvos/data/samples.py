@@ -108,6 +108,7 @@ class TrainBatch:
 
     @classmethod
     def tensor_names(cls) -> tuple[str, ...]:
+        """The fields that hold tensors (all but `lease`), in order."""
         return tuple(f.name for f in fields(cls) if f.name != "lease")
 
     @classmethod
