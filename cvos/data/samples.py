@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
+from cvos.codec import Picture
 from cvos.codec.motion import warp_labels
 from cvos.data.prepared import PreparedSequence
 from cvos.data.priors import WarpedLabels
@@ -201,13 +202,6 @@ class TrainAugment:
     pseudo_iframes: float = 0.3  # how often a P-frame target is decoded as an I-frame instead
 
 
-@dataclass(frozen=True)
-class Picture:
-    """A decoded image alone: all that `frame_inputs(picture, affine, ("image",))` reads."""
-
-    bgr: np.ndarray  # H x W x 3 uint8
-
-
 class TrainDataset(Dataset):
     """Map-style dataset of augmented `TrainBatch` samples (unbatched), one per `SampleKey`.
 
@@ -341,7 +335,7 @@ class TrainDataset(Dataset):
         value = self._shared.pop(key, None)
         if value is None:
             if name == "image":  # a decoded image alone (a target's I-frame: after its target)
-                frame = Picture(self.frames.image(sequence, index))
+                frame = Picture.of(self.frames.image(sequence, index))
             else:
                 frame = self.frames.frame(sequence, index)
             value = getattr(frame_inputs(frame, affine, (name,)), name)  # type: ignore[arg-type]
@@ -368,7 +362,7 @@ class TrainDataset(Dataset):
         affine = self.affine(candidate, self.augment.reference, rng)
         image = self.frames.image(candidate.sequence, reference)
         mask = transform_masks([_binary(labels, candidate.object_id)], affine)
-        return frame_inputs(Picture(image), affine, ("image",)).image, mask  # type: ignore[arg-type]
+        return frame_inputs(Picture.of(image), affine, ("image",)).image, mask  # type: ignore[arg-type]
 
     def _perturbed(self, prior: Tensor, rng: np.random.Generator) -> Tensor:
         """1 x h x w: the prior dilated or eroded by a 3, 5 or 7 px square (`perturb` of the

@@ -173,8 +173,8 @@ FMA_TARGET static void bilinear_fused(BILINEAR_ARGS)
 /*
  * bilinear_fused, 8 output pixels at a time, for 1-channel arrays, 2-channel ones whose pixels
  * are 2 adjacent bytes (two masks) and 3-channel ones whose pixels are 3 adjacent bytes (RGB,
- * or BGR read backwards: channel_stride -1): one 4-byte gather per corner brings every channel, and each lane does the scalar loop's operations in
- * its order. A gather reads up to 3 bytes past a pixel, which exist unless the pixel ends the
+ * or BGR read backwards: channel_stride -1): one 4-byte gather per corner brings every
+ * channel, and each lane does the scalar loop's operations in its order. A gather reads up to 3 bytes past a pixel, which exist unless the pixel ends the
  * last row: rows whose south neighbour is the region's last (`region_height` - 1) run the
  * scalar loop.
  */
